@@ -1,0 +1,2 @@
+"""Analysis of sambench results: loading the Parquet store, aggregating over seeds,
+seaborn figures and reports. It reads results only; it never trains."""

@@ -1,0 +1,44 @@
+"""The record: one flat row per evaluation of a trial (an epoch, or every ``eval_every``
+iterations on a synthetic problem). Every record of every trial has exactly these keys, so
+a record is one Parquet row; a value that was not measured is ``None`` (a null), never NaN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# name -> (pyarrow type name, unit, meaning). The store and results/README.md use this.
+RECORD_FIELDS: dict[str, tuple[str, str, str]] = {
+    "epoch": ("float64", "epochs", "training epochs completed (fractional for iteration-based problems)"),
+    "iteration": ("int64", "steps", "optimizer steps completed"),
+    "grad_evals": ("int64", "gradients", "cumulative minibatch gradient evaluations (SAM-family: 2 per step)"),
+    "train_loss": ("float64", "nats", "mean training loss at evaluation (synthetic: f(x))"),
+    "train_acc": ("float64", "fraction", "training accuracy (null for regression)"),
+    "test_loss": ("float64", "nats", "mean test loss (null for synthetic problems)"),
+    "test_acc": ("float64", "fraction", "test accuracy (null for regression and synthetic problems)"),
+    "rel_subopt": ("float64", "ratio", "(f(x_t) - f*) / (f(x_0) - f*), synthetic problems only"),
+    "grad_norm": ("float64", "l2 norm", "full-data gradient norm, synthetic problems only"),
+    "weight_norm": ("float64", "l2 norm", "l2 norm of all parameters"),
+    "lam_max": ("float64", "eigenvalue", "top (largest algebraic) Hessian eigenvalue of the training loss"),
+    "lam_max_hvps": ("int64", "HVPs", "Hessian-vector products spent on lam_max"),
+    "lam_max_residual": ("float64", "eigenvalue", "residual-based error estimate of lam_max"),
+    "trace": ("float64", "sum of eigenvalues", "Hutchinson estimate of the Hessian trace"),
+    "trace_hvps": ("int64", "HVPs", "Hessian-vector products spent on the trace"),
+    "lr": ("float64", "step size", "learning rate gamma_t in use at this evaluation"),
+    "rho": ("float64", "radius", "perturbation radius rho_t in use"),
+    "lam": ("float64", "mix", "Unified SAM lam_t in use (null for SGD)"),
+    "time_train": ("float64", "s", "cumulative training-only wall-clock (device synchronised)"),
+    "time_eval": ("float64", "s", "cumulative evaluation wall-clock"),
+    "time_sharpness": ("float64", "s", "cumulative sharpness-measurement wall-clock"),
+    "time_total": ("float64", "s", "wall-clock since the trial started, everything included"),
+}
+
+Record = dict[str, Any]
+
+
+def new_record(**values: Any) -> Record:
+    """A record with every field present: the given values, ``None`` elsewhere."""
+    unknown = set(values) - set(RECORD_FIELDS)
+    if unknown:
+        raise KeyError(f"unknown record fields: {sorted(unknown)}")
+    return {name: values.get(name) for name in RECORD_FIELDS}
