@@ -1,0 +1,509 @@
+"""Sweep specs: one YAML file -> a validated, duplicate-free list of trial configs.
+
+Everything is checked before any trial starts, so a typo costs one line of output, not a
+Ray worker's traceback. The shape of a spec::
+
+    name: unified-vs-sgd          # names the results folder: letters, digits, . _ -
+    description: optional text
+    dataset: digits               # top level: shared trial settings, one value each
+    model: mlp                    # (the keys of harness.config.TrialConfig, plus the
+    epochs: 20                    #  sugar ``sharpness: {every, samples, method, trace}``)
+    lr: 0.1
+    grid:                         # what varies
+      seed: [0, 1, 2]             # a shared axis: key -> non-empty list
+      blocks:                     # optional: alternatives, each its own small grid
+        - optimizer: sgd
+        - optimizer: unified
+          rho: [0.1, 0.2]         # a list in a block is an axis of that block only
+          lam: [0, 0.5, 1, "1/t", "1-1/t"]
+    resources: {cpu: 1, gpu: 0.25}   # per trial; gpu: a fraction in [0, 1] or a whole count
+    max_failures: 0               # retries of a failed trial
+    max_concurrent: null          # cap on trials running at once (null: as many as fit)
+
+Semantics:
+
+- The trials are the union over blocks of (block scalars x block axes x shared axes), where
+  "x" is a Cartesian product. No ``blocks`` means one block with no keys. The example gives
+  3 sgd trials + 2 * 5 * 3 = 30 unified trials.
+- ``grid`` may also be a plain list of blocks (shorthand for ``grid: {blocks: [...]}``).
+- A key lives in one place only: at top level, as a shared axis, or in blocks (it may then
+  appear in several blocks). A list at top level is an error: lists go under ``grid``.
+- Order is stable: block by block; within a block, nested loops over the block's axes and
+  then the shared axes, in the order written, the last varying fastest.
+- Values the optimizer fixes are dropped before validation: sgd drops ``rho`` and ``lam``;
+  an optimizer whose registry entry fixes ``lam`` (sam: 1, usam: 0) drops ``lam``. Configs
+  that are then identical are run once (the first in order is kept). So ``optimizer: [sgd,
+  sam, usam, unified]`` x 3 lam x 2 rho x 2 samplers x 3 seeds is 6 + 12 + 12 + 36 = 66.
+
+Overrides (``--set key=value``, value parsed as YAML: ``0.1``, ``sgd``, ``[0, 1]``) apply to
+the spec before validation:
+
+- ``key=v`` for a trial key (also ``sharpness.every=v``) pins the key to one value for
+  every trial and removes it from the grid (shared axis and blocks): ``seed=0`` turns a
+  seed axis into one seed, which is how a smoke run shrinks a sweep.
+- ``grid.key=[...]`` sets a shared axis and removes the key from top level and blocks;
+  ``grid.blocks=[...]`` and ``grid=...`` replace those parts whole.
+- ``resources.cpu=2``, ``name=x``, ``max_failures=1``, ... set spec keys.
+
+``Spec.text`` is the canonical YAML of the spec after overrides (sugar flattened, fixed key
+order, defaults filled); ``Spec.spec_hash`` is its sha1, so comments, quoting and layout do
+not change the hash and a different override does. Every mistake raises ``SpecError``, one
+line naming the path in the spec (``grid.blocks[1].lam[2]``), the bad value and what is
+allowed.
+
+YAML is read by ``load_yaml``: a safe loader that refuses duplicate keys and reads ``1e-3``
+as a float (PyYAML's YAML 1.1 rules would make it a string). ``apply_overrides`` gives
+``sambench train`` the same ``--set`` for a single trial's mapping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from harness.config import ConfigError, TrialConfig
+
+SPEC_KEYS = ("name", "grid", "resources", "max_failures", "max_concurrent", "description")
+TRIAL_KEYS = tuple(f.name for f in fields(TrialConfig))
+SHARPNESS_KEYS = ("every", "samples", "method", "trace")
+RESOURCE_DEFAULTS = {"cpu": 1.0, "gpu": 0.0}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_NAME_ALLOWED = "letters, digits, '.', '_' or '-', starting with a letter or digit (it names the results folder)"
+_TOP_ALLOWED = ", ".join(SPEC_KEYS) + ", sharpness or a trial config key: " + ", ".join(TRIAL_KEYS)
+_GRID_KEY_ALLOWED = "a trial config key: " + ", ".join(TRIAL_KEYS)
+_SET_ALLOWED = "sharpness.KEY, grid.KEY, grid.blocks, resources.KEY or a key " + _TOP_ALLOWED
+_DOTTED_ALLOWED = {
+    "grid": "grid.blocks or grid.KEY with KEY " + _GRID_KEY_ALLOWED,
+    "sharpness": "sharpness.KEY with KEY one of " + ", ".join(SHARPNESS_KEYS),
+    "resources": "resources.cpu or resources.gpu",
+}
+_Scalar = (str, int, float, bool, type(None))
+
+
+class SpecError(ConfigError):
+    """A mistake in a spec or an override; ``field`` is the path in the spec."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated sweep: the expanded trials plus what Ray Tune needs to schedule them."""
+
+    name: str
+    trials: list[TrialConfig]
+    resources: dict[str, float]
+    max_failures: int
+    max_concurrent: int | None
+    text: str
+    spec_hash: str
+    description: str | None = None
+
+    def table(self) -> str:
+        """The trials as an aligned text table: dataset, model and every column that varies."""
+        rows = [trial.to_dict() for trial in self.trials]
+        columns = [
+            key for key in TRIAL_KEYS
+            if key in ("dataset", "model") or len({_distinct(row[key]) for row in rows}) > 1
+        ]
+        header = ["#", *columns]
+        body = [[str(i), *(_cell(row[key]) for key in columns)] for i, row in enumerate(rows)]
+        numeric = [True] + [all(_is_number(row[key]) or row[key] is None for row in rows) for key in columns]
+        widths = [max(len(line[j]) for line in [header, *body]) for j in range(len(header))]
+
+        def render(line: list[str]) -> str:
+            cells = (c.rjust(w) if num else c.ljust(w) for c, w, num in zip(line, widths, numeric))
+            return "  ".join(cells).rstrip()
+
+        count = f"{len(rows)} trial" + ("" if len(rows) == 1 else "s")
+        return "\n".join([render(header), *map(render, body), count])
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
+    """Read, override, validate and expand the spec at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise SpecError("spec", str(path), f"a readable YAML file ({err.strerror})") from None
+    return parse_spec(text, overrides, source=str(path))
+
+
+def parse_spec(text: str, overrides: Sequence[str] = (), source: str = "<spec>") -> Spec:
+    """Like ``load_spec`` for YAML text; ``source`` names it in syntax errors."""
+    doc = _split(load_yaml(text, source))
+    for item in overrides:
+        _apply_override(doc, item)
+    _check(doc)
+    trials = _expand(doc)
+    canonical = _dump(doc)
+    return Spec(
+        name=doc["name"],
+        trials=trials,
+        resources=dict(doc["resources"]),
+        max_failures=doc["max_failures"],
+        max_concurrent=doc["max_concurrent"],
+        text=canonical,
+        spec_hash=hashlib.sha1(canonical.encode("utf-8")).hexdigest(),
+        description=doc["description"],
+    )
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides to one trial's mapping (``sambench train``): flat trial
+    keys, or ``sharpness.KEY``; the ``sharpness`` sugar is flattened first so an override
+    always wins. Key names are left for ``TrialConfig.from_dict`` to check."""
+    flat = {key: value for key, value in raw.items() if key != "sharpness"}
+    if "sharpness" in raw:
+        for sub, value in _sharpness_items(raw["sharpness"], "sharpness"):
+            if f"sharpness_{sub}" in flat:
+                raise SpecError(f"sharpness.{sub}", value, f"one value per key (sharpness_{sub} is already set)")
+            flat[f"sharpness_{sub}"] = value
+    for item in overrides:
+        key, value = _split_override(item)
+        head, _, rest = key.partition(".")
+        if head == "sharpness" and rest in SHARPNESS_KEYS:
+            key = f"sharpness_{rest}"
+        elif rest:
+            raise SpecError(f"--set {key}", value, "a trial config key or sharpness.KEY")
+        flat[key] = value
+    return flat
+
+
+# -- YAML ----------------------------------------------------------------------------------
+# PyYAML follows YAML 1.1, where 1e-3 and 5e-4 are strings; accept them as floats (YAML 1.2),
+# and make the dumper quote strings that look like them so canonical text round-trips.
+_FLOAT_E = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe loader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+
+    source = "<spec>"
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # unhashable key: the base class reports it
+                continue
+            if duplicate:
+                raise SpecError(f"{self.source} line {key_node.start_mark.line + 1}", key, "each key once per mapping")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_E, list("-+.0123456789"))
+
+
+def load_yaml(text: str, source: str = "<yaml>") -> Any:
+    """Safe-load YAML with 1e-3 read as a float and duplicate keys refused; a syntax error
+    becomes a one-line SpecError naming ``source`` and the line."""
+    loader = _Loader(text)
+    loader.source = source
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        lines = text.splitlines()
+        line = lines[mark.line].strip() if mark is not None and mark.line < len(lines) else ""
+        where = f"{source} line {mark.line + 1}" if mark is not None else source
+        raise SpecError(where, line, f"valid YAML ({' '.join(str(err.problem).split())})") from None
+    except yaml.YAMLError as err:
+        raise SpecError(source, "", f"valid YAML ({' '.join(str(err).split())})") from None
+    finally:
+        loader.dispose()
+
+
+# -- structure -----------------------------------------------------------------------------
+def _split(raw: Any) -> dict[str, Any]:
+    """Sort the top level into spec keys, shared trial settings and the grid's two parts."""
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec", raw, "a YAML mapping of spec keys and trial config keys")
+    doc: dict[str, Any] = {
+        "name": None, "description": None, "shared": {}, "axes": {}, "blocks": None,
+        "resources": {}, "max_failures": 0, "max_concurrent": None,
+    }
+    for key, value in raw.items():
+        if key == "grid":
+            doc["axes"], doc["blocks"] = _split_grid(value, "grid")
+        elif key in SPEC_KEYS:
+            doc[key] = value
+        elif key == "sharpness":
+            for sub, sub_value in _sharpness_items(value, "sharpness"):
+                _set_shared(doc, f"sharpness_{sub}", sub_value, f"sharpness.{sub}")
+        elif key in TRIAL_KEYS:
+            _set_shared(doc, key, value, key)
+        else:
+            raise SpecError(str(key), value, _TOP_ALLOWED)
+    return doc
+
+
+def _split_grid(value: Any, path: str) -> tuple[dict[str, Any], Any]:
+    if value is None:
+        return {}, None
+    if isinstance(value, list):
+        return {}, value
+    if isinstance(value, Mapping):
+        axes = {key: axis for key, axis in value.items() if key != "blocks"}
+        return axes, value.get("blocks")
+    raise SpecError(path, value, "a mapping of trial keys to lists (optionally with blocks), or a list of blocks")
+
+
+def _sharpness_items(value: Any, path: str) -> list[tuple[str, Any]]:
+    if not isinstance(value, Mapping):
+        raise SpecError(path, value, "a mapping with keys " + ", ".join(SHARPNESS_KEYS))
+    for sub in value:
+        if sub not in SHARPNESS_KEYS:
+            raise SpecError(f"{path}.{sub}", value[sub], "keys " + ", ".join(SHARPNESS_KEYS))
+    return list(value.items())
+
+
+def _set_shared(doc: dict[str, Any], key: str, value: Any, path: str) -> None:
+    if key in doc["shared"]:
+        raise SpecError(path, value, f"one value per key ({key} is already set)")
+    doc["shared"][key] = value
+
+
+def _split_override(item: str) -> tuple[str, Any]:
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SpecError("--set", item, "key=value, e.g. epochs=1, sharpness.every=2, grid.seed=[0,1]")
+    try:
+        return key, load_yaml(text, f"--set {key}")
+    except SpecError:
+        raise SpecError(f"--set {key}", text, "a YAML value, e.g. 0.1, sgd, '1/t', [0, 1]") from None
+
+
+def _apply_override(doc: dict[str, Any], item: str) -> None:
+    """Apply one ``key=value``; see the module docstring for the rules."""
+    key, value = _split_override(item)
+    head, _, rest = key.partition(".")
+    if not rest and head == "grid":
+        doc["axes"], doc["blocks"] = _split_grid(value, "--set grid")
+    elif not rest and head in SPEC_KEYS:
+        doc[head] = value
+    elif not rest and head == "sharpness":
+        for sub, sub_value in _sharpness_items(value, "--set sharpness"):
+            _pin(doc, f"sharpness_{sub}", sub_value, key)
+    elif not rest and head in TRIAL_KEYS:
+        _pin(doc, head, value, key)
+    elif head == "sharpness" and rest in SHARPNESS_KEYS:
+        _pin(doc, f"sharpness_{rest}", value, key)
+    elif head == "resources" and "." not in rest:
+        if not isinstance(doc["resources"], Mapping):
+            raise SpecError("resources", doc["resources"], "a mapping with keys cpu, gpu")
+        doc["resources"] = {**doc["resources"], rest: value}
+    elif head == "grid" and rest == "blocks":
+        doc["blocks"] = value
+    elif head == "grid" and rest in TRIAL_KEYS:
+        _drop_everywhere(doc, rest)
+        doc["axes"][rest] = value
+    elif head in _DOTTED_ALLOWED:
+        raise SpecError(f"--set {key}", value, _DOTTED_ALLOWED[head])
+    else:
+        raise SpecError(f"--set {key}", value, _SET_ALLOWED)
+
+
+def _pin(doc: dict[str, Any], key: str, value: Any, label: str) -> None:
+    if not isinstance(value, _Scalar):
+        raise SpecError(f"--set {label}", value, f"a single value (use grid.{key}=[...] to sweep it)")
+    _drop_everywhere(doc, key)
+    doc["shared"][key] = value
+
+
+def _drop_everywhere(doc: dict[str, Any], key: str) -> None:
+    doc["shared"].pop(key, None)
+    doc["axes"].pop(key, None)
+    if isinstance(doc["blocks"], list):
+        doc["blocks"] = [
+            {k: v for k, v in block.items() if k != key} if isinstance(block, Mapping) else block
+            for block in doc["blocks"]
+        ]
+
+
+# -- checks --------------------------------------------------------------------------------
+def _check(doc: dict[str, Any]) -> None:
+    """Check the spec keys and the grid's shape; trial values are checked by TrialConfig."""
+    name = doc["name"]
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise SpecError("name", name, _NAME_ALLOWED)
+    if doc["description"] is not None and not isinstance(doc["description"], str):
+        raise SpecError("description", doc["description"], "a string")
+    if not _is_int(doc["max_failures"]) or doc["max_failures"] < 0:
+        raise SpecError("max_failures", doc["max_failures"], "an integer >= 0")
+    if doc["max_concurrent"] is not None and (not _is_int(doc["max_concurrent"]) or doc["max_concurrent"] < 1):
+        raise SpecError("max_concurrent", doc["max_concurrent"], "an integer >= 1 or null")
+    doc["resources"] = _check_resources(doc["resources"])
+
+    for key, value in doc["shared"].items():
+        if not isinstance(value, _Scalar):
+            raise SpecError(key, value, f"a single value (lists go under grid.{key})")
+    for key, values in doc["axes"].items():
+        if key not in TRIAL_KEYS:
+            raise SpecError(f"grid.{key}", values, _GRID_KEY_ALLOWED)
+        if not isinstance(values, list):
+            raise SpecError(f"grid.{key}", values, "a non-empty list (put single values at top level)")
+        _check_axis(values, f"grid.{key}")
+        _check_once(doc, key, f"grid.{key}", values, in_block=False)
+
+    blocks = doc["blocks"]
+    if blocks is None:
+        return
+    if not isinstance(blocks, list) or not blocks:
+        raise SpecError("grid.blocks", blocks, "a non-empty list of mappings")
+    for index, block in enumerate(blocks):
+        path = f"grid.blocks[{index}]"
+        if not isinstance(block, Mapping):
+            raise SpecError(path, block, "a mapping of trial keys to values or lists")
+        for key, value in block.items():
+            if key not in TRIAL_KEYS:
+                raise SpecError(f"{path}.{key}", value, _GRID_KEY_ALLOWED)
+            if isinstance(value, list):
+                _check_axis(value, f"{path}.{key}")
+            elif not isinstance(value, _Scalar):
+                raise SpecError(f"{path}.{key}", value, "a single value or a non-empty list")
+            _check_once(doc, key, f"{path}.{key}", value, in_block=True)
+
+
+def _check_resources(resources: Any) -> dict[str, float]:
+    if resources is None:
+        resources = {}
+    if not isinstance(resources, Mapping):
+        raise SpecError("resources", resources, "a mapping with keys cpu, gpu")
+    for key, value in resources.items():
+        if key not in RESOURCE_DEFAULTS:
+            raise SpecError(f"resources.{key}", value, "keys cpu, gpu")
+    cpu = resources.get("cpu", RESOURCE_DEFAULTS["cpu"])
+    gpu = resources.get("gpu", RESOURCE_DEFAULTS["gpu"])
+    if not _is_number(cpu) or cpu < 0:
+        raise SpecError("resources.cpu", cpu, "a number >= 0")
+    if not _is_number(gpu) or gpu < 0 or (gpu > 1 and gpu != int(gpu)):
+        raise SpecError("resources.gpu", gpu, "a fraction in [0, 1] or a whole number of GPUs")
+    return {"cpu": float(cpu), "gpu": float(gpu) if gpu <= 1 else int(gpu)}
+
+
+def _check_axis(values: list[Any], path: str) -> None:
+    if not values:
+        raise SpecError(path, values, "a non-empty list")
+    for i, value in enumerate(values):
+        if not isinstance(value, _Scalar):
+            raise SpecError(f"{path}[{i}]", value, "a single value (no nested lists or mappings)")
+        for j in range(i):
+            if _distinct(values[j]) == _distinct(value):
+                raise SpecError(f"{path}[{i}]", value, f"distinct values ({values[j]!r} is already at {path}[{j}])")
+
+
+def _check_once(doc: dict[str, Any], key: str, path: str, value: Any, in_block: bool) -> None:
+    """A key is set at top level, as a shared axis, or in blocks: never two of these."""
+    if key in doc["shared"]:
+        raise SpecError(path, value, f"a key set in one place only ({key} is also set at top level)")
+    if in_block and key in doc["axes"]:
+        raise SpecError(path, value, f"a key set in one place only ({key} is also a shared axis grid.{key})")
+
+
+# -- expansion -----------------------------------------------------------------------------
+def _expand(doc: dict[str, Any]) -> list[TrialConfig]:
+    """The union over blocks of block x shared axes, with fixed values dropped, deduplicated."""
+    blocks = doc["blocks"] if doc["blocks"] is not None else [{}]
+    shared_axes = [(key, values, f"grid.{key}") for key, values in doc["axes"].items()]
+    trials: list[TrialConfig] = []
+    seen: set[TrialConfig] = set()
+    seen_raw: set[frozenset[tuple[str, Any]]] = set()  # skips re-validating dropped-axis copies
+    for index, block in enumerate(blocks):
+        prefix = f"grid.blocks[{index}]"
+        block_axes = [(key, v, f"{prefix}.{key}") for key, v in block.items() if isinstance(v, list)]
+        fixed = {key: v for key, v in block.items() if not isinstance(v, list)}
+        axes = block_axes + shared_axes
+        for combo in itertools.product(*(range(len(values)) for _, values, _ in axes)):
+            raw = {**doc["shared"], **fixed}
+            origins = {key: f"{prefix}.{key}" for key in fixed}
+            for (key, values, path), i in zip(axes, combo):
+                raw[key] = values[i]
+                origins[key] = f"{path}[{i}]"
+            raw = _drop_fixed(raw)
+            raw_key = frozenset((key, _distinct(value)) for key, value in raw.items())
+            if raw_key in seen_raw:
+                continue
+            seen_raw.add(raw_key)
+            trial = _build(raw, origins)
+            if trial not in seen:
+                seen.add(trial)
+                trials.append(trial)
+    return trials
+
+
+def _drop_fixed(raw: dict[str, Any]) -> dict[str, Any]:
+    """Remove rho/lam where the optimizer fixes them, so those axes add no copies."""
+    from harness.optim import OPTIMIZERS
+
+    optimizer = raw.get("optimizer", TrialConfig.optimizer)
+    if optimizer == "sgd":
+        return {k: v for k, v in raw.items() if k not in ("rho", "lam")}
+    entry = OPTIMIZERS.get(optimizer) if isinstance(optimizer, str) else None
+    if isinstance(entry, Mapping) and entry.get("lam") is not None:
+        return {k: v for k, v in raw.items() if k != "lam"}
+    return raw
+
+
+def _build(raw: dict[str, Any], origins: Mapping[str, str]) -> TrialConfig:
+    """Validate one trial; a ConfigError is re-raised naming the value's path in the spec."""
+    try:
+        return TrialConfig.from_dict(raw)
+    except ConfigError as err:
+        raise SpecError(origins.get(err.field, err.field), err.value, err.allowed) from None
+
+
+# -- output --------------------------------------------------------------------------------
+def _dump(doc: dict[str, Any]) -> str:
+    """Canonical YAML: spec keys and trial keys in a fixed order, grid order kept (it is the
+    trial order), sugar flattened, defaults of the spec keys filled."""
+    out: dict[str, Any] = {"name": doc["name"]}
+    if doc["description"] is not None:
+        out["description"] = doc["description"]
+    out.update((key, doc["shared"][key]) for key in TRIAL_KEYS if key in doc["shared"])
+    grid = dict(doc["axes"])
+    if doc["blocks"] is not None:
+        grid["blocks"] = [dict(block) for block in doc["blocks"]]
+    if grid:
+        out["grid"] = grid
+    out["resources"] = doc["resources"]
+    out["max_failures"] = doc["max_failures"]
+    out["max_concurrent"] = doc["max_concurrent"]
+    return yaml.dump(out, Dumper=_Dumper, sort_keys=False, default_flow_style=None, allow_unicode=True, width=1000)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _distinct(value: Any) -> tuple[bool, Any]:
+    """Equality key that keeps True apart from 1 (Python says they are equal)."""
+    return isinstance(value, bool), value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
