@@ -52,7 +52,8 @@ class TrialConfig:
     cond: float = 10.0
     reg: float = 0.0
     consistent: bool = True
-    spectrum: str = "cond"            # "spread": eigenvalues mu, L=cond, rest in [mu, 2mu] (unequal L_i)
+    spectrum: str = "cond"            # "spread": A has eigenvalues 1, cond, rest in [1, 2] (unequal L_i)
+    problem_seed: int = 0             # the problem data and x0; the trial seed drives sampling only
     # optimizer
     optimizer: str = "sgd"
     lam: float | str | None = None    # float in [0, 1], "1/t" or "1-1/t"; fixed by sam/usam
@@ -149,6 +150,7 @@ class TrialConfig:
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         _int_at_least("seed", self.seed, 0)
+        _int_at_least("problem_seed", self.problem_seed, 0)
         _int_at_least("sharpness_every", self.sharpness_every, 0)
         for name in ("momentum", "weight_decay", "reg"):
             _number_at_least(name, getattr(self, name), 0.0)
