@@ -1,0 +1,594 @@
+"""The result store: Parquet files under ``results/<sweep>/`` (layout, columns and
+guarantees in results/README.md). Written by the sweep driver, read by anyone.
+
+Why files per trial: concurrent writers never touch the same file, a crash loses at most
+the trial in flight, and a rerun replaces exactly its own files. Why batches: opening a
+small file costs milliseconds, so every COMPACT_AT trials the per-trial files are merged
+into one batch file per table, and 10^4 trials read in one scan of a few dozen files. Why
+atomic renames: a reader never sees half a file. Why the trials row last: it is the
+commit marker; its ``finished_at`` is stamped on the trial's epoch rows too, so a reader
+(or plain DuckDB) joins each trial to the epochs of exactly that commit. Readers use one
+fixed schema, so empty folders and all-null columns still come back with the right types.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import MISSING, fields
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, get_args, get_type_hints
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from harness.config import TrialConfig
+from harness.records import RECORD_FIELDS
+
+STATUSES = ("ok", "diverged", "error")
+MANIFEST = "sweep.json"
+PARTIAL = ".partial.parquet"   # epochs/<trial_id>.partial.parquet: progress of a running trial
+BATCH = "batch-"               # trials/batch-*.parquet, epochs/batch-*.parquet: compacted trials
+COMPACT_AT = 256               # per-trial files that trigger a compaction
+READ_ATTEMPTS = 5              # a read racing a writer is repeated this often
+METADATA_KEY = b"sambench"
+SCHEMA_VERSION = 1
+
+_PY_TO_ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
+
+
+def _config_schema() -> list[pa.Field]:
+    """One column per TrialConfig field, typed from its annotation; ``lam`` is text because
+    it holds numbers and schedule names alike."""
+    hints = get_type_hints(TrialConfig)
+    columns = []
+    for f in fields(TrialConfig):
+        if f.name == "lam":
+            columns.append(pa.field("lam", pa.string()))
+            continue
+        types = [t for t in (get_args(hints[f.name]) or (hints[f.name],)) if t is not type(None)]
+        if len(types) != 1 or types[0] not in _PY_TO_ARROW:
+            raise TypeError(f"TrialConfig.{f.name}: no Parquet type for {hints[f.name]}")
+        columns.append(pa.field(f.name, _PY_TO_ARROW[types[0]]))
+    return columns
+
+
+_F64, _I64, _STR = pa.float64(), pa.int64(), pa.string()
+CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrialConfig))
+CONFIG_DEFAULTS = {f.name: f.default for f in fields(TrialConfig) if f.default is not MISSING}
+# info key from the trial runner -> column; "device" becomes "device_used" because the
+# config already has a "device" column (the requested one: auto/cpu/cuda).
+INFO_COLUMNS = {"sampler_desc": "sampler_desc", "device": "device_used"} | {
+    k: k for k in ("problem_L", "problem_mu", "problem_L_max", "problem_L_bar", "problem_f_star",
+                   "sampler_A", "sampler_B", "theory_rho", "theory_lr")}
+SUMMARY_COLUMNS = ("epochs_done", "iterations_done", "grad_evals", "final_train_loss", "final_test_loss",
+                   "final_test_acc", "best_test_acc", "best_epoch", "final_rel_subopt", "final_lam_max",
+                   "final_trace", "final_weight_norm", "time_train", "time_eval", "time_sharpness",
+                   "time_total")
+PROVENANCE_COLUMNS = ("git_commit", "git_dirty", "python_version", "torch_version", "ray_version",
+                      "sambench_version", "hostname", "cpu_model", "gpu_model")
+
+TRIALS_SCHEMA = pa.schema(
+    [pa.field("trial_id", _STR), pa.field("sweep", _STR), pa.field("spec_hash", _STR)]
+    + _config_schema()
+    + [pa.field("method", _STR), pa.field("status", _STR), pa.field("error", _STR),
+       pa.field("attempts", _I64)]
+    + [pa.field(c, _STR if c in ("sampler_desc", "device_used") else _F64) for c in INFO_COLUMNS.values()]
+    + [pa.field(c, _I64 if c in ("iterations_done", "grad_evals") else _F64) for c in SUMMARY_COLUMNS]
+    + [pa.field("node", _STR)]
+    + [pa.field(c, pa.bool_() if c == "git_dirty" else _STR) for c in PROVENANCE_COLUMNS]
+    + [pa.field("finished_at", pa.timestamp("us", tz="UTC"))]
+)
+EPOCHS_SCHEMA = pa.schema(
+    [pa.field("trial_id", _STR), pa.field("sweep", _STR)]
+    + [pa.field(name, pa.type_for_alias(spec[0])) for name, spec in RECORD_FIELDS.items()]
+    + [pa.field("finished_at", pa.timestamp("us", tz="UTC"))]  # the commit; null in progress files
+)
+
+
+# -- identity and labels -------------------------------------------------------------------
+def trial_id(sweep: str, config: Mapping[str, Any]) -> str:
+    """12 hex digits of sha1 over canonical JSON of (sweep, config): a resume or a rerun of
+    the same trial maps to the same id; the same config in another sweep does not."""
+    text = json.dumps({"config": config, "sweep": sweep}, sort_keys=True, separators=(",", ":"),
+                      default=_json_scalar)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _json_scalar(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"config value {value!r} is not JSON-serialisable")
+
+
+def lam_text(lam: float | str | None) -> str | None:
+    """lam as stored: schedule names as is, numbers without a trailing ".0" (1.0 -> "1")."""
+    if lam is None or isinstance(lam, str):
+        return lam
+    text = repr(float(lam))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def method_label(config: Mapping[str, Any]) -> str:
+    """The legend label: SGD, SAM, USAM, or Unified (lam=...)."""
+    optimizer = str(config["optimizer"])
+    if optimizer in ("sgd", "sam", "usam"):
+        return optimizer.upper()
+    if optimizer == "unified":
+        lam = lam_text(config.get("lam"))
+        return "Unified" if lam is None else f"Unified (lam={lam})"
+    return optimizer
+
+
+def config_columns(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as trials columns: nested mappings flattened (``sharpness: {every: 2}`` ->
+    ``sharpness_every``), missing keys at their TrialConfig defaults, lam as text."""
+    flat = _flatten(config)
+    unknown = sorted(set(flat) - set(CONFIG_FIELDS))
+    if unknown:
+        raise ValueError(f"config keys that are not TrialConfig fields: {unknown}")
+    columns = {name: flat.get(name, CONFIG_DEFAULTS[name]) for name in CONFIG_FIELDS}
+    columns["lam"] = lam_text(columns["lam"])
+    return columns
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}_"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# -- provenance ----------------------------------------------------------------------------
+def provenance() -> dict[str, Any]:
+    """Where and with what this process runs. Cached: git runs once per process."""
+    return dict(_provenance())
+
+
+@lru_cache(maxsize=1)
+def _provenance() -> dict[str, Any]:
+    import harness
+
+    commit, dirty = _git_state(Path(harness.__file__).resolve().parent.parent)
+    return {
+        "git_commit": commit, "git_dirty": dirty,
+        "python_version": platform.python_version(),
+        "torch_version": _version("torch"), "ray_version": _version("ray"),
+        "sambench_version": harness.__version__,
+        "hostname": socket.gethostname(), "cpu_model": _cpu_model(), "gpu_model": _gpu_model(),
+    }
+
+
+def _git_state(source_root: Path) -> tuple[str | None, bool | None]:
+    """HEAD and "tracked files modified" of the repository whose root holds ``harness/``;
+    (None, None) for an installed copy that is not a checkout."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=source_root, capture_output=True, text=True,
+                                  timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != source_root:
+        return None, None
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return commit, None if status is None else bool(status)
+
+
+def _version(package: str) -> str | None:
+    try:  # the installed metadata, so neither torch nor Ray gets imported here
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or None
+
+
+def _gpu_model() -> str | None:
+    """NVIDIA models from /proc (no CUDA context, no torch import); else torch.cuda, but only
+    when torch is already imported and reports a device."""
+    names = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        for line in info.read_text().splitlines():
+            if line.startswith("Model:"):
+                names.append(line.split(":", 1)[1].strip())
+    torch = sys.modules.get("torch")
+    if not names and torch is not None and torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    counts = Counter(names)
+    return ", ".join(f"{n} x {name}" if n > 1 else name for name, n in counts.items()) or None
+
+
+# -- rows ----------------------------------------------------------------------------------
+def trial_row(*, sweep: str, spec_hash: str, trial_id: str, config: Mapping[str, Any],
+              records: list[dict], status: str, error: str | None, attempts: int,
+              info: Mapping[str, Any], node: str, provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """The trials row of one finished trial (see results/README.md for every column)."""
+    if status not in STATUSES:
+        raise ValueError(f"status {status!r} is not one of {STATUSES}")
+    unknown = sorted(set(info) - set(INFO_COLUMNS)) + sorted(set(provenance) - set(PROVENANCE_COLUMNS))
+    if unknown:
+        raise ValueError(f"unknown trial info or provenance keys: {unknown}")
+    row: dict[str, Any] = {"trial_id": trial_id, "sweep": sweep, "spec_hash": spec_hash}
+    row |= config_columns(config)
+    row |= {"method": method_label(config), "status": status,
+            "error": " ".join(error.split()) if error is not None else None, "attempts": attempts}
+    row |= {column: info.get(key) for key, column in INFO_COLUMNS.items()}
+    row |= _summaries(_dedupe_records(records))
+    row["node"] = node
+    row |= {key: provenance.get(key) for key in PROVENANCE_COLUMNS}
+    row["finished_at"] = dt.datetime.now(dt.timezone.utc)
+    return row
+
+
+def _summaries(records: list[dict]) -> dict[str, Any]:
+    last = records[-1] if records else {}
+
+    def last_measured(name: str) -> Any:
+        return next((r[name] for r in reversed(records) if r.get(name) is not None), None)
+
+    scored = [r for r in records if r.get("test_acc") is not None and r["test_acc"] == r["test_acc"]]
+    best = max(scored, key=lambda r: r["test_acc"]) if scored else {}  # first of equal maxima
+    return {
+        "epochs_done": last.get("epoch"), "iterations_done": last.get("iteration"),
+        "grad_evals": last.get("grad_evals"), "final_train_loss": last.get("train_loss"),
+        "final_test_loss": last.get("test_loss"), "final_test_acc": last.get("test_acc"),
+        "best_test_acc": best.get("test_acc"), "best_epoch": best.get("epoch"),
+        "final_rel_subopt": last.get("rel_subopt"), "final_lam_max": last_measured("lam_max"),
+        "final_trace": last_measured("trace"), "final_weight_norm": last.get("weight_norm"),
+        **{name: last.get(name) for name in ("time_train", "time_eval", "time_sharpness", "time_total")},
+    }
+
+
+def _dedupe_records(records: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """One record per iteration, the last one reported (a trial restored from a checkpoint
+    reports some iterations again), in iteration order."""
+    by_iteration: dict[int, dict] = {}
+    for record in records:
+        if record.get("iteration") is None:
+            raise ValueError(f"record without an iteration: {dict(record)}")
+        by_iteration[record["iteration"]] = dict(record)
+    return [by_iteration[i] for i in sorted(by_iteration)]
+
+
+def _epochs_table(trial_id: str, sweep: str, records: Iterable[Mapping[str, Any]],
+                  finished_at: dt.datetime | None) -> pa.Table:
+    rows = []
+    for record in _dedupe_records(records):
+        unknown = sorted(set(record) - set(EPOCHS_SCHEMA.names))
+        if unknown or record.setdefault("trial_id", trial_id) != trial_id:
+            raise ValueError(f"epoch row of trial {trial_id} has unknown keys {unknown} or another trial_id")
+        rows.append(record | {"sweep": record.get("sweep", sweep), "finished_at": finished_at})
+    return pa.Table.from_pylist(rows, schema=EPOCHS_SCHEMA)
+
+
+# -- writing -------------------------------------------------------------------------------
+def write_trial(sweep_dir: str | Path, trial_row: Mapping[str, Any], epoch_rows: list[dict]) -> None:
+    """Commit one trial. Order: withdraw an older commit of it, write its epochs, drop its
+    progress file, write its trials row (the commit marker). The row's ``finished_at`` is
+    set now and stamped on the epoch rows: it names this commit. A crash anywhere leaves
+    the trial committed with all its epochs, or not committed at all (its old commit, if
+    any, may survive in a batch). Compacts the folder once COMPACT_AT trials files pile up."""
+    sweep_dir = Path(sweep_dir)
+    unknown = sorted(set(trial_row) - set(TRIALS_SCHEMA.names))
+    if unknown:
+        raise ValueError(f"trials row has unknown columns: {unknown}")
+    row = dict(trial_row) | {"finished_at": dt.datetime.now(dt.timezone.utc)}
+    tid, sweep = row["trial_id"], row["sweep"]
+    meta = {"sweep": sweep, "spec_hash": row.get("spec_hash"), "trial_id": tid,
+            "provenance": {key: row.get(key) for key in PROVENANCE_COLUMNS}}
+    epochs = _epochs_table(tid, sweep, epoch_rows, row["finished_at"])
+    with _lock(sweep_dir, exclusive=False):
+        (sweep_dir / "trials" / f"{tid}.parquet").unlink(missing_ok=True)
+        _write_atomic(epochs, sweep_dir / "epochs" / f"{tid}.parquet", meta)
+        (sweep_dir / "epochs" / f"{tid}{PARTIAL}").unlink(missing_ok=True)
+        trials = pa.Table.from_pylist([row], schema=TRIALS_SCHEMA)
+        _write_atomic(trials, sweep_dir / "trials" / f"{tid}.parquet", meta)
+    if len(_trial_files(sweep_dir)) >= COMPACT_AT:
+        compact(sweep_dir, wait=False)
+
+
+def write_progress(sweep_dir: str | Path, trial_id: str, epoch_rows: list[dict]) -> None:
+    """The evaluations so far of a running trial (null ``finished_at``), so a report can
+    show progress. Compaction never touches these files."""
+    sweep_dir = Path(sweep_dir)
+    meta = {"sweep": sweep_dir.name, "spec_hash": None, "trial_id": trial_id, "provenance": provenance()}
+    table = _epochs_table(trial_id, sweep_dir.name, epoch_rows, None)
+    _write_atomic(table, sweep_dir / "epochs" / f"{trial_id}{PARTIAL}", meta)
+
+
+def compact(sweep_dir: str | Path, wait: bool = True) -> int:
+    """Merge the per-trial files into one new batch file per table, then delete them, so a
+    reader opens a few large files instead of one pair per trial. Batches are never
+    rewritten; a trial committed again later simply has a newer ``finished_at``. Returns
+    the number of trials merged (0 if another writer holds the folder and ``wait`` is off)."""
+    sweep_dir = Path(sweep_dir)
+    with _lock(sweep_dir, exclusive=True, wait=wait) as locked:
+        if not locked:
+            return 0
+        for name in _parquet_names(sweep_dir / "epochs"):  # left by a compaction that crashed
+            if name.startswith(BATCH) and not (sweep_dir / "trials" / name).exists():
+                (sweep_dir / "epochs" / name).unlink()
+        names = _trial_files(sweep_dir)
+        if not names:
+            return 0
+        trials = _read([str(sweep_dir / "trials" / n) for n in names], TRIALS_SCHEMA)
+        epochs = _read([str(p) for n in names if (p := sweep_dir / "epochs" / n).exists()], EPOCHS_SCHEMA)
+        batch = f"{BATCH}{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:6]}.parquet"
+        hashes = sorted(set(trials.column("spec_hash").drop_null().to_pylist()))
+        meta = {"sweep": sweep_dir.name, "spec_hash": hashes, "trial_id": None, "batch_trials": len(names),
+                "provenance": provenance()}
+        _write_atomic(epochs, sweep_dir / "epochs" / batch, meta)
+        _write_atomic(trials, sweep_dir / "trials" / batch, meta)
+        for sub in ("trials", "epochs"):  # trials first: a crash here never strands a commit
+            for name in names:
+                (sweep_dir / sub / name).unlink(missing_ok=True)
+        return len(names)
+
+
+def _trial_files(sweep_dir: Path) -> list[str]:
+    """Names of the per-trial (not yet compacted) trials files."""
+    return [n for n in _parquet_names(sweep_dir / "trials") if not n.startswith(BATCH)]
+
+
+@contextmanager
+def _lock(sweep_dir: Path, exclusive: bool, wait: bool = True) -> Iterator[bool]:
+    """Writers share the folder; compaction needs it alone (it deletes files it merged)."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with open(sweep_dir / ".store.lock", "a+") as handle:
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(handle, mode)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_atomic(table: pa.Table, path: Path, meta: Mapping[str, Any]) -> None:
+    """Write beside the target under a dot-name (readers skip it), fsync, rename over."""
+    blob = json.dumps({"schema_version": SCHEMA_VERSION, **meta}, default=str).encode()
+    table = table.replace_schema_metadata({METADATA_KEY: blob})
+    _replace(path, lambda handle: pq.write_table(table, handle), binary=True)
+
+
+def _replace(path: Path, write: Callable[[Any], None], binary: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:  # make the rename itself durable; some file systems cannot, which is fine
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def write_spec(sweep_dir: str | Path, spec_text: str, spec_hash: str, manifest: Mapping[str, Any]) -> None:
+    """Keep the exact spec (spec.yaml) and the whole grid (sweep.json), so resume, ls and
+    report know which trials are missing. ``manifest["trials"]`` lists the grid as
+    ``{"trial_id": ..., "trial": config}``; other keys are kept as given."""
+    entries = manifest.get("trials")
+    if not isinstance(entries, list) or not all(isinstance(t, Mapping) and "trial_id" in t and "trial" in t
+                                                for t in entries):
+        raise ValueError("manifest['trials'] must be a list of {'trial_id': ..., 'trial': config}")
+    sweep_dir = Path(sweep_dir)
+    _replace(sweep_dir / "spec.yaml", lambda handle: handle.write(spec_text), binary=False)
+    body = {"schema_version": SCHEMA_VERSION, "sweep": sweep_dir.name, "spec_hash": spec_hash,
+            "written_at": dt.datetime.now(dt.timezone.utc).isoformat(), "manifest": manifest}
+    text = json.dumps(body, indent=1, default=_json_scalar)
+    _replace(sweep_dir / MANIFEST, lambda handle: handle.write(text), binary=False)
+
+
+def read_manifest(sweep_dir: str | Path) -> dict[str, Any]:
+    """The manifest given to write_spec."""
+    return json.loads((Path(sweep_dir) / MANIFEST).read_text(encoding="utf-8"))["manifest"]
+
+
+def read_spec(sweep_dir: str | Path) -> tuple[str, str]:
+    """(spec text, spec hash) as given to write_spec."""
+    sweep_dir = Path(sweep_dir)
+    body = json.loads((sweep_dir / MANIFEST).read_text(encoding="utf-8"))
+    return (sweep_dir / "spec.yaml").read_text(encoding="utf-8"), body["spec_hash"]
+
+
+def file_metadata(path: str | Path) -> dict[str, Any]:
+    """The sambench key-value metadata of one Parquet file (sweep, spec_hash, trial_id, provenance)."""
+    return json.loads(pq.read_schema(path).metadata[METADATA_KEY])
+
+
+# -- reading -------------------------------------------------------------------------------
+def is_sweep_dir(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / MANIFEST).is_file() or (path / "trials").is_dir() or (path / "epochs").is_dir()
+
+
+def sweep_dirs(results_root: str | Path) -> list[Path]:
+    """The sweep folders directly under a results root, by name."""
+    root = Path(results_root)
+    return sorted(p for p in root.iterdir() if p.is_dir() and is_sweep_dir(p)) if root.is_dir() else []
+
+
+def _parquet_names(folder: Path) -> list[str]:
+    """Finished Parquet files of a folder (dot- and underscore-names are temp files)."""
+    if not folder.is_dir():
+        return []
+    return sorted(e.name for e in os.scandir(folder)
+                  if e.name.endswith(".parquet") and not e.name.startswith((".", "_")))
+
+
+def _read(files: list[str], schema: pa.Schema) -> pa.Table:
+    """All files in one scan under the fixed schema (missing columns read as nulls)."""
+    return ds.dataset(files, schema=schema, format="parquet").to_table().replace_schema_metadata(None)
+
+
+def _first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
+    """Keep the first row of each run of equal ``keys`` (the table is sorted on them)."""
+    n = table.num_rows
+    if n < 2:
+        return table
+    changed = None
+    for key in keys:
+        col = table.column(key).combine_chunks()
+        a, b = col.slice(1), col.slice(0, n - 1)
+        diff = pc.fill_null(pc.not_equal(a, b), pc.not_equal(pc.is_null(a), pc.is_null(b)))
+        changed = diff if changed is None else pc.or_(changed, diff)
+    return table.filter(pa.concat_arrays([pa.array([True]), changed]))
+
+
+def _files(dirs: Iterable[Path], sub: str, partial: bool) -> list[str]:
+    return [str(d / sub / n) for d in dirs for n in _parquet_names(d / sub)
+            if n.endswith(PARTIAL) == partial]
+
+
+def _trials(dirs: list[Path]) -> pa.Table:
+    """One row per trial id: its latest commit (largest ``finished_at``)."""
+    table = _read(_files(dirs, "trials", partial=False), TRIALS_SCHEMA)
+    table = table.sort_by([("trial_id", "ascending"), ("finished_at", "descending")])
+    return _first_per_key(table, ["trial_id"]).sort_by([("sweep", "ascending"), ("trial_id", "ascending")])
+
+
+def _epochs(dirs: list[Path], trials: pa.Table, include_partial: bool) -> tuple[pa.Table, set[str]]:
+    """Epoch rows matching each trial's commit (trial_id and finished_at); with
+    ``include_partial`` also those of trials without a commit (a final file that was never
+    committed, else the progress file). Also the committed trials with records whose rows
+    were not found (a writer moved files during the read)."""
+    ids = trials.column("trial_id").combine_chunks()
+    final = _read(_files(dirs, "epochs", partial=False), EPOCHS_SCHEMA)
+    position = pc.index_in(final.column("trial_id"), value_set=ids)
+    committed = pc.fill_null(pc.equal(final.column("finished_at"),
+                                      trials.column("finished_at").take(position)), False)
+    parts = [final.filter(committed)]
+    found = pc.is_in(trials.column("trial_id"), value_set=parts[0].column("trial_id").unique())
+    lost = trials.filter(pc.and_(pc.invert(found), pc.is_valid(trials.column("iterations_done"))))
+    missing = set(lost.column("trial_id").to_pylist())
+    if include_partial:
+        orphans = final.filter(pc.is_null(position))
+        progress = _read(_files(dirs, "epochs", partial=True), EPOCHS_SCHEMA)
+        taken = pa.concat_arrays([ids, orphans.column("trial_id").unique()])
+        parts += [orphans, progress.filter(pc.invert(pc.is_in(progress.column("trial_id"), value_set=taken)))]
+    table = pa.concat_tables(parts).sort_by([("sweep", "ascending"), ("trial_id", "ascending"),
+                                             ("iteration", "ascending")])
+    return _first_per_key(table, ["trial_id", "iteration"]), missing
+
+
+def scan(dirs: Iterable[str | Path], include_partial: bool = True) -> tuple[pa.Table, pa.Table]:
+    """(trials, epochs) of the given sweep folders as Arrow tables, deduplicated: one row
+    per trial id (its latest commit) and per (trial_id, iteration) of that commit. A read
+    that raced a writer (a file gone, or epochs of another commit) is repeated; the same
+    trials missing their epochs twice in a row are taken as they are."""
+    dirs = [Path(d) for d in dirs]
+    previous: set[str] | None = None
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            trials = _trials(dirs)
+            epochs, missing = _epochs(dirs, trials, include_partial)
+        except FileNotFoundError:
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            continue
+        if not missing or missing == previous:
+            break
+        previous = missing
+    return trials, epochs
+
+
+def trials_table(dirs: Iterable[str | Path]) -> pa.Table:
+    """The trials of the given sweep folders (the latest commit of each trial id)."""
+    dirs = [Path(d) for d in dirs]
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return _trials(dirs)
+        except FileNotFoundError:
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def completed_trial_ids(sweep_dir: str | Path, include_errors: bool = True) -> set[str]:
+    """Ids of the trials with a trials row; without ``include_errors`` the errored ones are
+    left out (a resume that reruns them)."""
+    table = trials_table([sweep_dir])
+    if not include_errors:
+        table = table.filter(pc.not_equal(table.column("status"), "error"))
+    return set(table.column("trial_id").to_pylist())
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow -> pandas with honest dtypes: text as ``category`` (sorted categories, method in
+    legend order), int64 as nullable ``Int64``, bool as ``boolean``, float64 with NaN."""
+    columns = [col.dictionary_encode() if pa.types.is_string(col.type) else col for col in table.columns]
+    frame = pa.Table.from_arrays(columns, names=table.column_names).to_pandas(
+        types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
+    for name, col in zip(table.column_names, columns):
+        if pa.types.is_dictionary(col.type):
+            key = _method_order if name == "method" else str
+            frame[name] = frame[name].cat.set_categories(sorted(frame[name].cat.categories, key=key))
+    return frame
+
+
+def _method_order(label: str) -> tuple:
+    """SGD, USAM, SAM, then Unified by lam (numbers before schedules), then anything else."""
+    fixed = {"SGD": 0, "USAM": 1, "SAM": 2}
+    if label in fixed:
+        return (fixed[label], 0.0, "")
+    if label.startswith("Unified (lam="):
+        lam = label[len("Unified (lam="):-1]
+        try:
+            return (3, float(lam), "")
+        except ValueError:
+            return (4, 0.0, lam)
+    return (5, 0.0, label)
+
+
+def read_trials(sweep_dir: str | Path) -> pd.DataFrame:
+    """The trials of one sweep folder as a DataFrame (dtypes: see to_pandas)."""
+    return to_pandas(trials_table([sweep_dir]))
+
+
+def read_epochs(sweep_dir: str | Path, include_partial: bool = True) -> pd.DataFrame:
+    """The epoch rows of one sweep folder (see scan); ``include_partial`` adds the rows of
+    trials that have no trials row yet."""
+    return to_pandas(scan([sweep_dir], include_partial)[1])
