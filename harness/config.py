@@ -30,6 +30,9 @@ class ConfigError(ValueError):
         self.field, self.value, self.allowed = field, value, allowed
         super().__init__(f"{field}: {value!r} is not valid; allowed: {allowed}")
 
+    def __reduce__(self):  # Ray copies and pickles exceptions across processes
+        return (type(self), (self.field, self.value, self.allowed))
+
 
 @dataclass(frozen=True)
 class TrialConfig:

@@ -306,3 +306,14 @@ def test_global_rng_is_never_touched():
         s.next_batch()
     assert torch.equal(torch.get_rng_state(), torch_state)
     assert np.array_equal(np.random.get_state()[1], np_state)
+
+
+def test_reshuffle_next_batch_fast_path_matches_draw():
+    fast = build_sampler("reshuffle", 10, 3, seed=5)
+    slow = build_sampler("reshuffle", 10, 3, seed=5)
+    for _ in range(9):  # three epochs of four batches, the last of each short
+        idx, w = slow.draw(1)
+        real = w[0] > 0
+        got, weights = fast.next_batch()
+        assert torch.equal(got, idx[0][real]) and torch.equal(weights, torch.ones(int(real.sum())))
+    assert fast.state_dict()["batches_drawn"] == slow.state_dict()["batches_drawn"]

@@ -1,0 +1,182 @@
+"""The ``sambench`` command line: argument parsing and printing only.
+
+Every user mistake (a bad config value, a bad spec, a sweep folder in use) ends in one
+line on stderr and exit code 2; a traceback means a bug in sambench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from harness import __version__
+
+USAGE_ERROR = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from harness.config import ConfigError
+
+    user_errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
+    try:
+        from harness.spec import SpecError
+
+        user_errors += (SpecError,)
+        if args.command in ("run", "resume"):
+            from harness.sweep import SweepError
+
+            user_errors += (SweepError,)
+        return args.handler(args) or 0
+    except user_errors as error:
+        print(f"sambench {args.command}: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print(f"sambench {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sambench",
+        description="Benchmark the SAM family (SGD, SAM, USAM, Unified SAM) on Ray Tune.",
+    )
+    parser.add_argument("--version", action="version", version=f"sambench {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser("train", help="run one trial without Ray, printing a line per evaluation")
+    train.add_argument("config", nargs="?", help="YAML file of trial config keys (optional)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    train.set_defaults(handler=_train)
+
+    validate = commands.add_parser("validate", help="expand a sweep spec and print its trials; runs nothing")
+    validate.add_argument("spec")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    validate.set_defaults(handler=_validate)
+
+    run = commands.add_parser("run", help="run a sweep spec on Ray Tune (local unless --address)")
+    run.add_argument("spec")
+    run.add_argument("--results", default="results", help="results root (default: results)")
+    run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    run.add_argument("--storage", help="Tune checkpoint storage shared by all nodes (path or URI)")
+    run.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--report", action="store_true", help="write the report when the sweep ends")
+    run.set_defaults(handler=_run)
+
+    resume = commands.add_parser("resume", help="continue an interrupted sweep")
+    resume.add_argument("sweep_dir")
+    resume.add_argument("--address")
+    resume.add_argument("--max-concurrent", type=int)
+    resume.add_argument("--rerun-errored", action="store_true", help="also rerun trials that errored")
+    resume.set_defaults(handler=_resume)
+
+    ls = commands.add_parser("ls", help="status of a sweep: trials done, running, failed; best so far")
+    ls.add_argument("sweep_dir")
+    ls.add_argument("--trials", action="store_true", help="also list every trial")
+    ls.set_defaults(handler=_ls)
+
+    report = commands.add_parser("report", help="figures, tables and report.html from a sweep's Parquet")
+    report.add_argument("sweep_dir")
+    report.add_argument("--out", help="output folder (default: <sweep_dir>/report)")
+    report.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
+    report.set_defaults(handler=_report)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from harness.config import TrialConfig
+    from harness.spec import apply_overrides, load_yaml
+    from harness.trial import build_trial
+
+    raw = {}
+    if args.config:
+        raw = load_yaml(Path(args.config).read_text(), args.config) or {}
+        if not isinstance(raw, dict):
+            raise FileNotFoundError(f"{args.config}: expected a mapping of trial config keys")
+    cfg = TrialConfig.from_dict(apply_overrides(raw, args.set))
+    trial = build_trial(cfg)
+    print(f"trial: {cfg.dataset}/{cfg.model} {cfg.optimizer} lam={cfg.lam} rho={cfg.rho} "
+          f"sampler={cfg.sampler} seed={cfg.seed} on {trial.info()['device']}", flush=True)
+    for record in trial.records():
+        print(_record_line(record), flush=True)
+    print(f"status: {trial.status}")
+    return 0
+
+
+def _record_line(record: dict) -> str:
+    fields = [f"epoch {record['epoch']:g}", f"it {record['iteration']}"]
+    for key, fmt in (("train_loss", ".4g"), ("test_acc", ".4f"), ("rel_subopt", ".3e"),
+                     ("lam_max", ".4g"), ("trace", ".4g"), ("lr", ".3g"), ("time_train", ".2f")):
+        if record.get(key) is not None:
+            fields.append(f"{key} {record[key]:{fmt}}")
+    return "  ".join(fields)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from harness.spec import load_spec
+
+    spec = load_spec(args.spec, args.set)
+    print(spec.table())
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from harness.spec import load_spec
+    from harness.sweep import SweepOptions, run_sweep
+
+    spec = load_spec(args.spec, args.set)
+    print(f"sweep {spec.name}: {len(spec.trials)} trials -> {Path(args.results) / spec.name}", flush=True)
+    options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent, storage=args.storage)
+    sweep_dir = run_sweep(spec, args.results, options)
+    _print_status(sweep_dir, list_trials=False)
+    if args.report:
+        _write_report(sweep_dir, None, "png")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from harness.sweep import SweepOptions, resume_sweep
+
+    options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent)
+    sweep_dir = resume_sweep(args.sweep_dir, options, rerun_errored=args.rerun_errored)
+    _print_status(sweep_dir, list_trials=False)
+    return 0
+
+
+def _ls(args: argparse.Namespace) -> int:
+    _print_status(Path(args.sweep_dir), list_trials=args.trials)
+    return 0
+
+
+def _print_status(sweep_dir: Path, list_trials: bool) -> None:
+    from harness.status import sweep_status
+
+    print(sweep_status(sweep_dir, list_trials=list_trials))
+
+
+def _report(args: argparse.Namespace) -> int:
+    _write_report(Path(args.sweep_dir), args.out, args.format)
+    return 0
+
+
+def _write_report(sweep_dir: Path, out: str | None, fmt: str) -> None:
+    from analysis.report import build_report
+
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"{sweep_dir}: no such sweep folder")
+    html = build_report(sweep_dir, Path(out) if out else None, fmt=fmt)
+    print(f"report: {html}")
+    print(f"        {Path(html).with_name('report.md')}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""Ray Tune schedules the trials of a spec; nothing else in sambench imports Ray.
+
+Data path: each trial runs ``harness.trial`` inside a Tune worker and reports its records;
+its checkpoints carry the model state *and* every record so far. The driver-side
+``StoreCallback`` writes a trial's Parquet rows from its final checkpoint, so rows are
+written once, by the driver, and remote nodes never touch the results folder. Trial ids
+are deterministic, so a trial that is rerun after a crash replaces its own files.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+# Ray writes ~/.ray/auth_token and phones home unless told otherwise; these must be set
+# before ray is imported anywhere in the process.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune import Callback  # noqa: E402
+
+from harness import store  # noqa: E402
+from harness.config import TrialConfig  # noqa: E402
+from harness.records import RECORD_FIELDS  # noqa: E402
+from harness.spec import Spec, SpecError  # noqa: E402
+
+CHECKPOINT_SECONDS = float(os.environ.get("SAMBENCH_CHECKPOINT_SECONDS", "30"))
+TUNE_DIR = "tune"
+
+
+class SweepError(RuntimeError):
+    """A sweep cannot start or continue (folder in use, spec mismatch, no such sweep)."""
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    address: str | None = None          # Ray cluster address; None starts a local Ray
+    max_concurrent: int | None = None
+    storage: str | None = None          # Tune storage (shared FS path or URI) for clusters
+    quiet: bool = False
+
+
+# -- the trainable (runs in a Ray worker) ---------------------------------------------------
+def _trainable(config: dict[str, Any]) -> None:
+    import torch
+
+    from harness.trial import build_trial
+
+    item = config["item"]
+    torch.set_num_threads(max(1, int(item["cpus"])))
+    cfg = TrialConfig.from_dict(item["trial"])
+    trial = build_trial(cfg)
+    records: list[dict[str, Any]] = []
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            trial.load_state_dict(torch.load(Path(folder) / "state.pt", weights_only=False))
+            records = json.loads((Path(folder) / "records.json").read_text())
+    context = ray.get_runtime_context()
+    node = f"{socket.gethostname()}/{context.get_node_id()[:8]}"
+    last_saved = time.monotonic()
+    for record in trial.records():
+        records.append(record)
+        metrics = {k: v for k, v in record.items() if v is not None}
+        now = time.monotonic()
+        if now - last_saved >= CHECKPOINT_SECONDS:
+            last_saved = now
+            with _checkpoint(trial, records, node, done=False) as ckpt:
+                tune.report(metrics, checkpoint=ckpt)
+        else:
+            tune.report(metrics)
+    with _checkpoint(trial, records, node, done=True) as ckpt:
+        tune.report({"done_records": len(records), "status": trial.status}, checkpoint=ckpt)
+
+
+@contextmanager
+def _checkpoint(trial: Any, records: list[dict], node: str, done: bool) -> Iterator[Any]:
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="sambench-ckpt-") as folder:
+        torch.save(trial.state_dict(), Path(folder) / "state.pt")
+        (Path(folder) / "records.json").write_text(json.dumps(records))
+        summary = {"status": trial.status, "info": trial.info(), "node": node, "done": done}
+        (Path(folder) / "trial.json").write_text(json.dumps(summary))
+        yield tune.Checkpoint.from_directory(folder)
+
+
+def _read_checkpoint(checkpoint: Any) -> tuple[list[dict], dict] | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        records = json.loads((Path(folder) / "records.json").read_text())
+        summary = json.loads((Path(folder) / "trial.json").read_text())
+    return records, summary
+
+
+# -- the driver side -----------------------------------------------------------------------
+class StoreCallback(Callback):
+    """Writes each finished trial to Parquet and prints a compact progress line.
+
+    Module-level (not a closure) because Tune pickles the run config, callbacks included,
+    and restores it on ``sambench resume``.
+    """
+
+    def __init__(self, sweep_dir: Path, spec_hash: str, sweep: str, quiet: bool) -> None:
+        self.sweep_dir, self.spec_hash, self.sweep = sweep_dir, spec_hash, sweep
+        self.progress = Progress(quiet)
+        self.pending: dict[str, list[dict]] = {}
+        self.last_partial: dict[str, float] = {}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.progress.update(trials)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        tid = trial.config["item"]["trial_id"]
+        if "iteration" in result and "done_records" not in result:
+            self.pending.setdefault(tid, []).append({k: result.get(k) for k in RECORD_FIELDS})
+            if time.monotonic() - self.last_partial.get(tid, 0.0) > 5.0:
+                store.write_progress(self.sweep_dir, tid, self.pending[tid])
+                self.last_partial[tid] = time.monotonic()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        loaded = _read_checkpoint(trial.checkpoint)
+        if loaded is not None:
+            records, summary = loaded
+            self.write(trial.config["item"], records, summary, summary["status"], None, trial.num_failures + 1)
+        self.progress.update(trials)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        records, summary = _read_checkpoint(trial.checkpoint) or ([], {})
+        # Every attempt failed: Tune has counted each one in num_failures.
+        self.write(trial.config["item"], records, summary, "error", _error_line(trial.error_file),
+                   trial.num_failures)
+        self.progress.update(trials)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.progress.update(trials)
+
+    def write(self, item: dict, records: list[dict], summary: dict, status: str,
+              error: str | None, attempts: int) -> None:
+        tid = item["trial_id"]
+        self.pending.pop(tid, None)
+        row = store.trial_row(
+            sweep=self.sweep, spec_hash=self.spec_hash, trial_id=tid, config=item["trial"],
+            records=records, status=status, error=error, attempts=attempts,
+            info=summary.get("info", {}), node=summary.get("node"), provenance=store.provenance(),
+        )
+        store.write_trial(self.sweep_dir, row, records)
+        self.progress.finished(row)
+
+
+def _error_line(error_file: str | None) -> str:
+    """The last line of a trial's error file: the exception, without Ray's traceback."""
+    text = Path(error_file).read_text(errors="replace") if error_file and os.path.exists(error_file) else ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "trial failed (no error message)"
+
+
+class Progress:
+    """A compact live view: counts by state and the best metric so far, one line each change."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.start = time.monotonic()
+        self.best: tuple[float, str] | None = None
+        self.last_line = ""
+
+    def finished(self, row: dict[str, Any]) -> None:
+        metric = row.get("best_test_acc")
+        if metric is None and row.get("final_rel_subopt") is not None:
+            metric = -row["final_rel_subopt"]
+        if metric is not None and (self.best is None or metric > self.best[0]):
+            self.best = (metric, f"{row['method']} {row['trial_id']}")
+
+    def update(self, trials: list[Any]) -> None:
+        counts: dict[str, int] = {}
+        for trial in trials:
+            counts[trial.status] = counts.get(trial.status, 0) + 1
+        done = counts.get("TERMINATED", 0)
+        line = (
+            f"[{time.monotonic() - self.start:7.1f}s] {done}/{len(trials)} done"
+            f" · {counts.get('RUNNING', 0)} running · {counts.get('PENDING', 0)} pending"
+            f" · {counts.get('ERROR', 0)} failed"
+        )
+        if self.best is not None:
+            label = "best acc" if self.best[0] >= 0 else "best rel. subopt."
+            line += f" · {label} {abs(self.best[0]):.4g} ({self.best[1]})"
+        if line != self.last_line and not self.quiet:
+            print(line, flush=True)
+        self.last_line = line
+
+
+# -- public entry points -------------------------------------------------------------------
+def run_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = SweepOptions()) -> Path:
+    """Run every trial of ``spec``; results land in ``results_root/<spec.name>/``."""
+    sweep_dir = Path(results_root).resolve() / spec.name
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with _sweep_lock(sweep_dir):
+        manifest = store.read_manifest(sweep_dir) if (sweep_dir / store.MANIFEST).exists() else None
+        if manifest is not None:
+            if manifest["spec_hash"] != spec.spec_hash:
+                raise SweepError(
+                    f"{sweep_dir} already holds a sweep with a different spec; "
+                    "choose another name or results folder"
+                )
+            raise SweepError(f"{sweep_dir} already exists: continue it with `sambench resume {sweep_dir}`")
+        trials = [
+            {"trial_id": store.trial_id(spec.name, cfg.to_dict()), "trial": cfg.to_dict()}
+            for cfg in spec.trials
+        ]
+        storage = options.storage or str(sweep_dir / TUNE_DIR)
+        store.write_spec(sweep_dir, spec.text, spec.spec_hash, {
+            "sweep": spec.name, "spec_hash": spec.spec_hash, "storage": storage,
+            "resources": spec.resources, "max_failures": spec.max_failures, "trials": trials,
+        })
+        _run_tuner(spec.name, sweep_dir, trials, spec.resources, spec.max_failures,
+                   spec.spec_hash, storage, options, restore=False)
+    return sweep_dir
+
+
+def resume_sweep(sweep_dir: str | Path, options: SweepOptions = SweepOptions(),
+                 rerun_errored: bool = False) -> Path:
+    """Continue an interrupted sweep: finished trials stay, unfinished ones continue from
+    their last checkpoint, errored ones rerun only with ``rerun_errored``."""
+    sweep_dir = Path(sweep_dir).resolve()
+    if not (sweep_dir / store.MANIFEST).exists():
+        raise SweepError(f"{sweep_dir} is not a sambench sweep folder (no {store.MANIFEST})")
+    with _sweep_lock(sweep_dir):
+        manifest = store.read_manifest(sweep_dir)
+        done = store.completed_trial_ids(sweep_dir, include_errors=not rerun_errored)
+        todo = [t for t in manifest["trials"] if t["trial_id"] not in done]
+        if not todo:
+            print(f"nothing to resume: all {len(manifest['trials'])} trials of {sweep_dir.name} are recorded")
+            return sweep_dir
+        restore = _can_restore(manifest["storage"])
+        _run_tuner(manifest["sweep"], sweep_dir, todo if not restore else manifest["trials"],
+                   manifest["resources"], manifest["max_failures"], manifest["spec_hash"],
+                   options.storage or manifest["storage"], options, restore=restore,
+                   rerun_errored=rerun_errored)
+    return sweep_dir
+
+
+def _can_restore(storage: str) -> bool:
+    return tune.Tuner.can_restore(storage.rstrip("/") + "/run")
+
+
+def _init_ray(options: SweepOptions) -> None:
+    """Join ``--address``/RAY_ADDRESS if given, else start a quiet local Ray."""
+    if ray.is_initialized():
+        return
+    import logging
+
+    address = options.address or os.environ.get("RAY_ADDRESS")
+    ray.init(address=address, include_dashboard=False, configure_logging=True,
+             logging_level=logging.ERROR, log_to_driver=False,
+             runtime_env={"env_vars": {"SAMBENCH_CHECKPOINT_SECONDS": str(CHECKPOINT_SECONDS)}})
+
+
+@contextmanager
+def _sweep_lock(sweep_dir: Path) -> Iterator[None]:
+    """One driver per sweep folder: a second ``run``/``resume`` of it fails at once."""
+    handle = open(sweep_dir / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise SweepError(f"{sweep_dir} is in use by another sambench run or resume") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _run_tuner(name: str, sweep_dir: Path, trials: list[dict], resources: dict[str, Any],
+               max_failures: int, spec_hash: str, storage: str, options: SweepOptions,
+               restore: bool, rerun_errored: bool = False) -> None:
+    _init_ray(options)
+    cpus = float(resources.get("cpu", 1))
+    gpus = float(resources.get("gpu", 0))
+    if gpus > 0 and ray.cluster_resources().get("GPU", 0) == 0:
+        raise SpecError("resources.gpu", gpus, "0 (the Ray cluster has no GPUs; "
+                        "use --set resources.gpu=0 to run on CPUs)")
+    trainable = tune.with_resources(_trainable, {"cpu": cpus, "gpu": gpus})
+    if restore:
+        tuner = tune.Tuner.restore(storage.rstrip("/") + "/run", trainable=trainable,
+                                   resume_unfinished=True, resume_errored=False,
+                                   restart_errored=rerun_errored)
+    else:
+        items = [dict(item, cpus=cpus) for item in trials]
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"item": tune.grid_search(items)},
+            tune_config=tune.TuneConfig(max_concurrent_trials=options.max_concurrent, reuse_actors=True),
+            run_config=tune.RunConfig(
+                name="run", storage_path=storage, verbose=0,
+                callbacks=[StoreCallback(sweep_dir, spec_hash, name, options.quiet)],
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            ),
+        )
+    with _quiet_tune():
+        results = tuner.fit()
+    _reconcile(sweep_dir, name, spec_hash, results)
+
+
+@contextmanager
+def _quiet_tune() -> Iterator[None]:
+    """Tune logs every trial error and result-file detail; sambench prints its own summary
+    (errors land in the trials table and in ``sambench ls``)."""
+    import logging
+
+    logger = logging.getLogger("ray.tune")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _reconcile(sweep_dir: Path, name: str, spec_hash: str, results: Any) -> None:
+    """Write any finished trial the callback missed (a driver killed between a trial's end
+    and Tune's next state snapshot): the final checkpoint holds everything needed."""
+    done = store.completed_trial_ids(sweep_dir, include_errors=True)
+    writer = StoreCallback(sweep_dir, spec_hash, name, quiet=True)
+    for result in results:
+        item = result.config["item"]
+        if item["trial_id"] in done:
+            continue
+        loaded = _read_checkpoint(result.checkpoint)
+        if result.error is not None:
+            records, summary = loaded or ([], {})
+            writer.write(item, records, summary, "error", str(result.error).strip().splitlines()[-1][:500], 1)
+        elif loaded is not None and loaded[1].get("done"):
+            writer.write(item, loaded[0], loaded[1], loaded[1]["status"], None, 1)
