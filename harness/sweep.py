@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -169,37 +170,49 @@ def _error_line(error_file: str | None) -> str:
 
 
 class Progress:
-    """A compact live view: counts by state and the best metric so far, one line each change."""
+    """A compact live view: counts by state and the best metric so far.
 
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
+    On a terminal one line is rewritten in place; in a log, a line is printed at most every
+    ``every`` seconds, plus one whenever a trial fails and one at the end.
+    """
+
+    def __init__(self, quiet: bool, every: float = 10.0):
+        self.quiet, self.every = quiet, every
+        self.tty = sys.stdout.isatty()
         self.start = time.monotonic()
+        self.printed_at = -every
         self.best: tuple[float, str] | None = None
-        self.last_line = ""
+        self.failed = 0
 
     def finished(self, row: dict[str, Any]) -> None:
         metric = row.get("best_test_acc")
         if metric is None and row.get("final_rel_subopt") is not None:
             metric = -row["final_rel_subopt"]
         if metric is not None and (self.best is None or metric > self.best[0]):
-            self.best = (metric, f"{row['method']} {row['trial_id']}")
+            self.best = (metric, f"{row['method']}, {row['dataset']}, trial {row['trial_id']}")
 
     def update(self, trials: list[Any]) -> None:
+        if self.quiet:
+            return
         counts: dict[str, int] = {}
         for trial in trials:
             counts[trial.status] = counts.get(trial.status, 0) + 1
-        done = counts.get("TERMINATED", 0)
+        done, failed = counts.get("TERMINATED", 0), counts.get("ERROR", 0)
         line = (
-            f"[{time.monotonic() - self.start:7.1f}s] {done}/{len(trials)} done"
-            f" · {counts.get('RUNNING', 0)} running · {counts.get('PENDING', 0)} pending"
-            f" · {counts.get('ERROR', 0)} failed"
+            f"[{time.monotonic() - self.start:6.0f}s] {done}/{len(trials)} done"
+            f" · {counts.get('RUNNING', 0)} running · {counts.get('PENDING', 0)} pending · {failed} failed"
         )
         if self.best is not None:
-            label = "best acc" if self.best[0] >= 0 else "best rel. subopt."
+            label = "best test acc" if self.best[0] >= 0 else "best rel. subopt."
             line += f" · {label} {abs(self.best[0]):.4g} ({self.best[1]})"
-        if line != self.last_line and not self.quiet:
+        now = time.monotonic()
+        last = done + failed == len(trials)
+        if self.tty:
+            print("\r" + line + "\x1b[K", end="\n" if last else "", flush=True)
+        elif last or failed > self.failed or now - self.printed_at >= self.every:
             print(line, flush=True)
-        self.last_line = line
+            self.printed_at = now
+        self.failed = failed
 
 
 # -- public entry points -------------------------------------------------------------------
@@ -223,10 +236,11 @@ def run_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = Swee
         storage = options.storage or str(sweep_dir / TUNE_DIR)
         store.write_spec(sweep_dir, spec.text, spec.spec_hash, {
             "sweep": spec.name, "spec_hash": spec.spec_hash, "storage": storage,
-            "resources": spec.resources, "max_failures": spec.max_failures, "trials": trials,
+            "resources": spec.resources, "max_failures": spec.max_failures,
+            "max_concurrent": spec.max_concurrent, "trials": trials,
         })
         _run_tuner(spec.name, sweep_dir, trials, spec.resources, spec.max_failures,
-                   spec.spec_hash, storage, options, restore=False)
+                   spec.spec_hash, storage, options, restore=False, max_concurrent=spec.max_concurrent)
     return sweep_dir
 
 
@@ -286,8 +300,9 @@ def _sweep_lock(sweep_dir: Path) -> Iterator[None]:
 
 def _run_tuner(name: str, sweep_dir: Path, trials: list[dict], resources: dict[str, Any],
                max_failures: int, spec_hash: str, storage: str, options: SweepOptions,
-               restore: bool, rerun_errored: bool = False) -> None:
+               restore: bool, rerun_errored: bool = False, max_concurrent: int | None = None) -> None:
     _init_ray(options)
+    max_concurrent = options.max_concurrent or max_concurrent
     cpus = float(resources.get("cpu", 1))
     gpus = float(resources.get("gpu", 0))
     if gpus > 0 and ray.cluster_resources().get("GPU", 0) == 0:
@@ -303,7 +318,7 @@ def _run_tuner(name: str, sweep_dir: Path, trials: list[dict], resources: dict[s
         tuner = tune.Tuner(
             trainable,
             param_space={"item": tune.grid_search(items)},
-            tune_config=tune.TuneConfig(max_concurrent_trials=options.max_concurrent, reuse_actors=True),
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
             run_config=tune.RunConfig(
                 name="run", storage_path=storage, verbose=0,
                 callbacks=[StoreCallback(sweep_dir, spec_hash, name, options.quiet)],

@@ -232,3 +232,13 @@ def test_loss_linear_in_the_parameters_has_a_zero_hessian():
     assert torch.equal(op.matvec(torch.ones(op.dim, dtype=torch.float64)), torch.zeros(op.dim, dtype=torch.float64))
     result = lanczos_top_eigenvalue(op, generator=gen(0))
     assert result.converged and result.value == 0.0 and result.hvps == 1
+
+
+def test_lanczos_basis_grows_past_its_first_allocation():
+    # Eigenvalues packed just below the top need many Lanczos steps: more than the 16
+    # basis vectors allocated at first, so the doubling path must keep the basis intact.
+    eigenvalues = torch.cat([torch.tensor([10.0]), torch.linspace(9.0, 9.9, 299)]).double()
+    op = quadratic_op(eigenvalues, rotate=True)
+    result = lanczos_top_eigenvalue(op, generator=gen(0), max_iter=200, tol=1e-10)
+    assert result.converged and result.hvps > 16
+    assert abs(result.value - 10.0) < 1e-8
