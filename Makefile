@@ -17,3 +17,14 @@ test: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The embedded default: a ~5-minute CPU sweep and its report (prints where report.html is).
+quick: setup
+	$(BIN)/sambench run benchmarks/quick.yaml --report
+
+# The paper's theory experiments (Figures 1-3) and their reports, a few minutes on a CPU.
+theory: setup
+	for fig in fig1_deterministic fig2_decreasing fig3_importance; do \
+	  $(BIN)/sambench run benchmarks/paper/$$fig.yaml --results benchmarks/paper/results || exit 1; done
+	for sweep in fig1-deterministic fig2-decreasing fig3-importance; do \
+	  $(BIN)/sambench report benchmarks/paper/results/$$sweep || exit 1; done

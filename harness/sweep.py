@@ -228,6 +228,10 @@ def run_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = Swee
                     f"{sweep_dir} already holds a sweep with a different spec; "
                     "choose another name or results folder"
                 )
+            done = store.completed_trial_ids(sweep_dir, include_errors=True)
+            if all(t["trial_id"] in done for t in manifest["trials"]):
+                print(f"{sweep_dir} already holds every trial of this spec; nothing to run")
+                return sweep_dir
             raise SweepError(f"{sweep_dir} already exists: continue it with `sambench resume {sweep_dir}`")
         trials = [
             {"trial_id": store.trial_id(spec.name, cfg.to_dict()), "trial": cfg.to_dict()}

@@ -72,11 +72,15 @@ def test_local_sweep_writes_both_tables(tmp_path, local_ray):
         assert trials[column].notna().all(), column
     epochs = store.read_epochs(sweep_dir)
     assert set(RECORD_FIELDS) <= set(epochs.columns)
-    # A second run of the same spec into the same folder is refused, not duplicated.
+    # Running the finished spec again runs nothing; a different spec under the same name
+    # is refused instead of mixing two grids in one folder.
     from harness.sweep import SweepError
 
-    with pytest.raises(SweepError, match="resume"):
-        run_sweep(spec, tmp_path, SweepOptions(quiet=True))
+    before = sorted(p.name for p in sweep_dir.rglob("*.parquet"))
+    assert run_sweep(spec, tmp_path, SweepOptions(quiet=True)) == sweep_dir
+    assert sorted(p.name for p in sweep_dir.rglob("*.parquet")) == before
+    with pytest.raises(SweepError, match="different spec"):
+        run_sweep(parse_spec(TINY.format(name="tiny", epochs=3)), tmp_path, SweepOptions(quiet=True))
 
 
 def test_failing_trial_is_retried_then_recorded_and_diverged_is_not(tmp_path, local_ray):
