@@ -14,7 +14,9 @@ from analysis.plotting import (SkipFigure, curve_stats, facet_name, facets, figu
                                require)
 
 # hue -> the config columns it replaces (they must not split the panels)
-HUES = {"lam": ("method", "lam"), "sampler": ("sampler",), "step": ("step_rule", "lr_schedule", "lr", "rho")}
+HUES = {"lam": ("method", "lam"), "sampler": ("sampler", "paper_compat"),
+        "step": ("step_rule", "lr_schedule", "lr", "rho")}
+COMPAT = " (paper-compat)"  # the reference code's draw: importance without reweighting
 MARKERS = ("o", "^", "v", "s", "D", "<", ">", "p", "h", "d", "P", "X")
 SAMPLER_ORDER = ("full", "tau_nice", "uniform", "importance", "reshuffle")
 
@@ -25,7 +27,10 @@ def hue_labels(configs: pd.DataFrame, hue: str) -> pd.Series:
     if hue == "lam":
         return configs["method"].astype(str)
     if hue == "sampler":
-        return configs["sampler"].astype(str).map(lambda s: style.SAMPLER_NAMES.get(s, s))
+        names = configs["sampler"].astype(str).map(lambda s: style.SAMPLER_NAMES.get(s, s))
+        if "paper_compat" in configs:
+            names = names + configs["paper_compat"].map(lambda compat: COMPAT if compat is True else "")
+        return names
     given = (configs["lr"].map(lambda lr: f"lr {lr:g}") if "lr" in configs
              else pd.Series("given lr", index=configs.index))
     rule = configs["step_rule"].astype(object).where(configs["step_rule"].notna(), given) \
@@ -39,7 +44,8 @@ def _hue_key(hue: str):
         return style.method_sort_key
     if hue == "sampler":
         names = [style.SAMPLER_NAMES.get(s, s) for s in SAMPLER_ORDER]
-        return lambda label: (names.index(label) if label in names else 99, label)
+        base = lambda label: label.removesuffix(COMPAT)  # noqa: E731
+        return lambda label: (names.index(base(label)) if base(label) in names else 99, label)
     return lambda label: (label.startswith("lr"), label)
 
 
@@ -48,6 +54,7 @@ def _hue_color(hue: str, label: str) -> str:
         return style.method_color(label)
     if hue == "sampler":
         names = {style.SAMPLER_NAMES.get(k, k): v for k, v in style.SAMPLER_COLORS.items()}
+        names[style.SAMPLER_NAMES["importance"] + COMPAT] = "#CC79A7"
         return style.color_for(label, names)
     return style.color_for(label, {"v1, constant steps": "#0072B2", "v1, decreasing steps": "#D55E00",
                                    "v2, constant steps": "#56B4E9", "v2, decreasing steps": "#E69F00"})
@@ -95,6 +102,7 @@ def fig_theory_curves(trials: pd.DataFrame, epochs: pd.DataFrame, hue: str = "la
                 ax.fill_between(c["x"], 10 ** (c["y"] - c["sd"]), 10 ** (c["y"] + c["sd"]), color=color,
                                 alpha=0.18, linewidth=0)
         ax.set_yscale("log")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 4))  # 3x10^5, not 300000
         ax.set_xlabel(style.label("iteration"))
         ax.set_ylabel(style.label("rel_subopt"))
         ax.set_title(title, fontsize=10)
