@@ -368,8 +368,11 @@ def _workload(row: Mapping[str, Any]) -> str:
 
 
 def _config_text(row: Mapping[str, Any], table: pd.DataFrame) -> str:
-    """The method plus every other varied setting: 'SAM (rho=0.05, lr=0.1)'."""
+    """The method plus every setting that varies within its workload: 'SAM (rho=0.05, lr=0.1)'."""
     skip = {"method", "lam", *agg.WORKLOAD, *(("rho",) if row["method"] == "SGD" else ())}
+    for column in agg.WORKLOAD:  # a setting fixed for this workload says nothing here
+        if column in table and column in row:
+            table = table[table[column].astype(object) == row[column]]
     settings = []
     for column in agg.CONFIG_FIELDS:
         if column in skip or column not in table or table[column].nunique(dropna=False) < 2:

@@ -168,6 +168,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _write_report(sweep_dir: Path, out: str | None, fmt: str) -> None:
+    os.environ.setdefault("MPLBACKEND", "Agg")  # reports are files; never open a window
     from analysis.report import build_report
 
     if not sweep_dir.is_dir():
@@ -178,5 +179,4 @@ def _write_report(sweep_dir: Path, out: str | None, fmt: str) -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("MPLBACKEND", "Agg")
     sys.exit(main())

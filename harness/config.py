@@ -117,10 +117,6 @@ class TrialConfig:
 
         return self.dataset in SYNTHETIC
 
-    @property
-    def uses_perturbation(self) -> bool:
-        return self.optimizer != "sgd" and (self.rho or 0.0) > 0.0
-
     # -- validation ---------------------------------------------------------------------
     def validated(self) -> "TrialConfig":
         """Check every field, fill the optimizer-implied values, and return the result."""
