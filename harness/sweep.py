@@ -229,20 +229,14 @@ class Progress:
 def run_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = SweepOptions()) -> Path:
     """Run every trial of ``spec``; results land in ``results_root/<spec.name>/``."""
     sweep_dir = Path(results_root).resolve() / spec.name
+    if _already_recorded(sweep_dir, spec):
+        print(f"{sweep_dir} already holds every trial of this spec; nothing to run")
+        return sweep_dir
+    _join_cluster(spec.resources, options)  # before any file exists: a refusal leaves nothing
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with _sweep_lock(sweep_dir):
-        manifest = store.read_manifest(sweep_dir) if (sweep_dir / store.MANIFEST).exists() else None
-        if manifest is not None:
-            if manifest["spec_hash"] != spec.spec_hash:
-                raise SweepError(
-                    f"{sweep_dir} already holds a sweep with a different spec; "
-                    "choose another name or results folder"
-                )
-            done = store.completed_trial_ids(sweep_dir, include_errors=True)
-            if all(t["trial_id"] in done for t in manifest["trials"]):
-                print(f"{sweep_dir} already holds every trial of this spec; nothing to run")
-                return sweep_dir
-            raise SweepError(f"{sweep_dir} already exists: continue it with `sambench resume {sweep_dir}`")
+        if (sweep_dir / store.MANIFEST).exists():  # another run got here first
+            raise SweepError(f"{sweep_dir} was started by another sambench run")
         trials = [
             {"trial_id": store.trial_id(spec.name, cfg.to_dict()), "trial": cfg.to_dict()}
             for cfg in spec.trials
@@ -256,6 +250,21 @@ def run_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = Swee
         _run_tuner(spec.name, sweep_dir, trials, spec.resources, spec.max_failures,
                    spec.spec_hash, storage, options, restore=False, max_concurrent=spec.max_concurrent)
     return sweep_dir
+
+
+def _already_recorded(sweep_dir: Path, spec: Spec) -> bool:
+    """True when the folder holds every trial of this very spec; an error when it holds
+    another spec or an unfinished run of this one (that is what ``resume`` is for)."""
+    if not (sweep_dir / store.MANIFEST).exists():
+        return False
+    manifest = store.read_manifest(sweep_dir)
+    if manifest["spec_hash"] != spec.spec_hash:
+        raise SweepError(f"{sweep_dir} already holds a sweep with a different spec; "
+                         "choose another name or results folder")
+    done = store.completed_trial_ids(sweep_dir, include_errors=True)
+    if all(t["trial_id"] in done for t in manifest["trials"]):
+        return True
+    raise SweepError(f"{sweep_dir} already exists: continue it with `sambench resume {sweep_dir}`")
 
 
 def resume_sweep(sweep_dir: str | Path, options: SweepOptions = SweepOptions(),
@@ -272,11 +281,10 @@ def resume_sweep(sweep_dir: str | Path, options: SweepOptions = SweepOptions(),
         if not todo:
             print(f"nothing to resume: all {len(manifest['trials'])} trials of {sweep_dir.name} are recorded")
             return sweep_dir
-        restore = _can_restore(manifest["storage"])
-        _run_tuner(manifest["sweep"], sweep_dir, todo if not restore else manifest["trials"],
-                   manifest["resources"], manifest["max_failures"], manifest["spec_hash"],
-                   options.storage or manifest["storage"], options, restore=restore,
-                   rerun_errored=rerun_errored)
+        storage = options.storage or manifest["storage"]
+        _run_tuner(manifest["sweep"], sweep_dir, todo, manifest["resources"], manifest["max_failures"],
+                   manifest["spec_hash"], storage, options, restore=_can_restore(storage),
+                   rerun_errored=rerun_errored, max_concurrent=manifest.get("max_concurrent"))
     return sweep_dir
 
 
@@ -284,16 +292,20 @@ def _can_restore(storage: str) -> bool:
     return tune.Tuner.can_restore(storage.rstrip("/") + "/run")
 
 
-def _init_ray(options: SweepOptions) -> None:
-    """Join ``--address``/RAY_ADDRESS if given, else start a quiet local Ray."""
-    if ray.is_initialized():
-        return
-    import logging
+def _join_cluster(resources: dict[str, Any], options: SweepOptions) -> None:
+    """Join ``--address``/RAY_ADDRESS if given, else start a quiet local Ray; then refuse a
+    GPU request the cluster cannot meet (Tune would leave such trials pending forever)."""
+    if not ray.is_initialized():
+        import logging
 
-    address = options.address or os.environ.get("RAY_ADDRESS")
-    ray.init(address=address, include_dashboard=False, configure_logging=True,
-             logging_level=logging.ERROR, log_to_driver=False,
-             runtime_env={"env_vars": {"SAMBENCH_CHECKPOINT_SECONDS": str(CHECKPOINT_SECONDS)}})
+        address = options.address or os.environ.get("RAY_ADDRESS")
+        ray.init(address=address, include_dashboard=False, configure_logging=True,
+                 logging_level=logging.ERROR, log_to_driver=False,
+                 runtime_env={"env_vars": {"SAMBENCH_CHECKPOINT_SECONDS": str(CHECKPOINT_SECONDS)}})
+    gpus = float(resources.get("gpu", 0))
+    if gpus > 0 and ray.cluster_resources().get("GPU", 0) == 0:
+        raise SpecError("resources.gpu", gpus, "0 (the Ray cluster has no GPUs; "
+                        "use --set resources.gpu=0 to run on CPUs)")
 
 
 @contextmanager
@@ -315,19 +327,21 @@ def _sweep_lock(sweep_dir: Path) -> Iterator[None]:
 def _run_tuner(name: str, sweep_dir: Path, trials: list[dict], resources: dict[str, Any],
                max_failures: int, spec_hash: str, storage: str, options: SweepOptions,
                restore: bool, rerun_errored: bool = False, max_concurrent: int | None = None) -> None:
-    _init_ray(options)
+    _join_cluster(resources, options)
     max_concurrent = options.max_concurrent or max_concurrent
     cpus = float(resources.get("cpu", 1))
     gpus = float(resources.get("gpu", 0))
-    if gpus > 0 and ray.cluster_resources().get("GPU", 0) == 0:
-        raise SpecError("resources.gpu", gpus, "0 (the Ray cluster has no GPUs; "
-                        "use --set resources.gpu=0 to run on CPUs)")
     trainable = tune.with_resources(_trainable, {"cpu": cpus, "gpu": gpus})
+    tuner = None
     if restore:
-        tuner = tune.Tuner.restore(storage.rstrip("/") + "/run", trainable=trainable,
-                                   resume_unfinished=True, resume_errored=False,
-                                   restart_errored=rerun_errored)
-    else:
+        try:
+            tuner = tune.Tuner.restore(storage.rstrip("/") + "/run", trainable=trainable,
+                                       resume_unfinished=True, resume_errored=False,
+                                       restart_errored=rerun_errored)
+        except Exception as error:  # a driver killed mid-write can leave Tune's state unreadable
+            print(f"Tune's saved state could not be restored ({type(error).__name__}: {error}); "
+                  f"running the {len(trials)} unrecorded trials again from their start", flush=True)
+    if tuner is None:
         items = [dict(item, cpus=cpus) for item in trials]
         tuner = tune.Tuner(
             trainable,

@@ -113,6 +113,7 @@ def test_gpu_request_on_cpu_cluster_is_a_clear_error(tmp_path, local_ray):
     spec = parse_spec(TINY.format(name="gpu", epochs=1) + "\n", overrides=["resources.gpu=0.5"])
     with pytest.raises(SpecError, match="resources.gpu"):
         run_sweep(spec, tmp_path, SweepOptions(quiet=True))
+    assert not list(tmp_path.iterdir())  # refused before any results file was written
 
 
 def test_two_node_cluster_spreads_trials(tmp_path):
