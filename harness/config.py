@@ -181,7 +181,7 @@ class TrialConfig:
         changes = _resolve_optimizer(self)
         if self.step_rule is None:
             lr = changes.get("lr", self.lr)
-            if lr is None or not _is_number(lr) or lr <= 0:
+            if lr is None or not is_number(lr) or lr <= 0:
                 raise ConfigError("lr", lr, "a positive number (or a step_rule for synthetic problems)")
         elif self.lr is not None or (self.optimizer != "sgd" and self.rho is not None):
             raise ConfigError("step_rule", self.step_rule, "null when lr/rho are given (a step_rule computes both)")
@@ -217,7 +217,7 @@ def _resolve_optimizer(cfg: TrialConfig) -> dict[str, Any]:
             _number_in("lam", lam, 0.0, 1.0)
             changes["lam"] = float(lam)
     if cfg.step_rule is None:
-        if cfg.rho is None or not _is_number(cfg.rho) or cfg.rho < 0:
+        if cfg.rho is None or not is_number(cfg.rho) or cfg.rho < 0:
             raise ConfigError("rho", cfg.rho, f"a number >= 0 for optimizer {cfg.optimizer}")
         changes["rho"] = float(cfg.rho)
     elif isinstance(changes.get("lam", cfg.lam), str):
@@ -225,7 +225,8 @@ def _resolve_optimizer(cfg: TrialConfig) -> dict[str, Any]:
     return changes
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite int or float that is not a bool (YAML's true is no number)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -245,10 +246,10 @@ def _int_at_least(field: str, value: Any, low: int) -> None:
 
 
 def _number_at_least(field: str, value: Any, low: float) -> None:
-    if not _is_number(value) or value < low:
+    if not is_number(value) or value < low:
         raise ConfigError(field, value, f"a number >= {low:g}")
 
 
 def _number_in(field: str, value: Any, low: float, high: float) -> None:
-    if not _is_number(value) or not low <= value <= high:
+    if not is_number(value) or not low <= value <= high:
         raise ConfigError(field, value, f"a number in [{low:g}, {high:g}]")

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from harness.config import BN_POLICIES, LAM_SCHEDULES, ConfigError
+from harness.config import BN_POLICIES, LAM_SCHEDULES, ConfigError, is_number
 
 # name -> the settings it fixes (harness.config._resolve_optimizer reads this).
 OPTIMIZERS: dict[str, dict[str, Any]] = {
@@ -46,13 +45,13 @@ def _check_lam(lam: Any) -> None:
     if isinstance(lam, str):
         if lam not in LAM_SCHEDULES:
             raise ConfigError("lam", lam, _LAM_ALLOWED)
-    elif not _is_number(lam) or not 0.0 <= lam <= 1.0:
+    elif not is_number(lam) or not 0.0 <= lam <= 1.0:
         raise ConfigError("lam", lam, _LAM_ALLOWED)
 
 
 def _check_group(group: dict[str, Any]) -> None:
     rho, lam = group["rho"], group["lam"]
-    if not _is_number(rho) or rho < 0:
+    if not is_number(rho) or rho < 0:
         raise ConfigError("rho", rho, "a number >= 0")
     if lam is None:
         if rho != 0:
@@ -60,9 +59,6 @@ def _check_group(group: dict[str, Any]) -> None:
     else:
         _check_lam(lam)
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class UnifiedSAM(torch.optim.Optimizer):
@@ -120,7 +116,7 @@ class UnifiedSAM(torch.optim.Optimizer):
     ):
         if bn_policy not in BN_POLICIES:
             raise ConfigError("bn_policy", bn_policy, ", ".join(BN_POLICIES))
-        if not _is_number(eps) or eps <= 0:
+        if not is_number(eps) or eps <= 0:
             raise ConfigError("eps", eps, "a number > 0")
         clash = {"rho", "lam"} & set(inspect.signature(base_optimizer).parameters)
         if clash:

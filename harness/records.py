@@ -5,6 +5,7 @@ a record is one Parquet row; a value that was not measured is ``None`` (a null),
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 # name -> (pyarrow type name, unit, meaning). The store and results/README.md use this.
@@ -37,8 +38,13 @@ Record = dict[str, Any]
 
 
 def new_record(**values: Any) -> Record:
-    """A record with every field present: the given values, ``None`` elsewhere."""
+    """A record with every field present: the given values, ``None`` elsewhere. A NaN or
+    infinite value (a diverged trial) also becomes ``None``, so it never poisons a mean."""
     unknown = set(values) - set(RECORD_FIELDS)
     if unknown:
         raise KeyError(f"unknown record fields: {sorted(unknown)}")
-    return {name: values.get(name) for name in RECORD_FIELDS}
+    return {name: _finite_or_none(values.get(name)) for name in RECORD_FIELDS}
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value

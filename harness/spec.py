@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -68,7 +67,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from harness.config import ConfigError, TrialConfig
+from harness.config import ConfigError, TrialConfig, is_number
 
 SPEC_KEYS = ("name", "grid", "resources", "max_failures", "max_concurrent", "description")
 TRIAL_KEYS = tuple(f.name for f in fields(TrialConfig))
@@ -113,7 +112,7 @@ class Spec:
         ]
         header = ["#", *columns]
         body = [[str(i), *(_cell(row[key]) for key in columns)] for i, row in enumerate(rows)]
-        numeric = [True] + [all(_is_number(row[key]) or row[key] is None for row in rows) for key in columns]
+        numeric = [True] + [all(is_number(row[key]) or row[key] is None for row in rows) for key in columns]
         widths = [max(len(line[j]) for line in [header, *body]) for j in range(len(header))]
 
         def render(line: list[str]) -> str:
@@ -391,9 +390,9 @@ def _check_resources(resources: Any) -> dict[str, float]:
             raise SpecError(f"resources.{key}", value, "keys cpu, gpu")
     cpu = resources.get("cpu", RESOURCE_DEFAULTS["cpu"])
     gpu = resources.get("gpu", RESOURCE_DEFAULTS["gpu"])
-    if not _is_number(cpu) or cpu < 0:
+    if not is_number(cpu) or cpu < 0:
         raise SpecError("resources.cpu", cpu, "a number >= 0")
-    if not _is_number(gpu) or gpu < 0 or (gpu > 1 and gpu != int(gpu)):
+    if not is_number(gpu) or gpu < 0 or (gpu > 1 and gpu != int(gpu)):
         raise SpecError("resources.gpu", gpu, "a fraction in [0, 1] or a whole number of GPUs")
     return {"cpu": float(cpu), "gpu": float(gpu) if gpu <= 1 else int(gpu)}
 
@@ -504,6 +503,3 @@ def _distinct(value: Any) -> tuple[bool, Any]:
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -282,6 +282,7 @@ def resume_sweep(sweep_dir: str | Path, options: SweepOptions = SweepOptions(),
             print(f"nothing to resume: all {len(manifest['trials'])} trials of {sweep_dir.name} are recorded")
             return sweep_dir
         storage = options.storage or manifest["storage"]
+        _join_cluster(manifest["resources"], options)
         _run_tuner(manifest["sweep"], sweep_dir, todo, manifest["resources"], manifest["max_failures"],
                    manifest["spec_hash"], storage, options, restore=_can_restore(storage),
                    rerun_errored=rerun_errored, max_concurrent=manifest.get("max_concurrent"))
@@ -327,7 +328,7 @@ def _sweep_lock(sweep_dir: Path) -> Iterator[None]:
 def _run_tuner(name: str, sweep_dir: Path, trials: list[dict], resources: dict[str, Any],
                max_failures: int, spec_hash: str, storage: str, options: SweepOptions,
                restore: bool, rerun_errored: bool = False, max_concurrent: int | None = None) -> None:
-    _join_cluster(resources, options)
+    """Fit a Tuner over ``trials`` (or restore the saved one); the caller has joined Ray."""
     max_concurrent = options.max_concurrent or max_concurrent
     cpus = float(resources.get("cpu", 1))
     gpus = float(resources.get("gpu", 0))

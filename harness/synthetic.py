@@ -356,7 +356,7 @@ class SyntheticTrial:
             lr=lr, rho=rho,
             lam=None if self.cfg.lam is None else lam,
         )
-        record = new_record(**{k: _finite_or_none(v) for k, v in values.items()})
+        record = new_record(**values)
         self._records_emitted += 1
         now = time.perf_counter()
         self._elapsed["eval"] += now - t0
@@ -427,8 +427,3 @@ def _check_config(cfg: TrialConfig) -> None:
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
 
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -242,8 +242,7 @@ class NetTrial:
             time_train=self.elapsed["train"], time_eval=self.elapsed["eval"],
             time_sharpness=self.elapsed["sharpness"], **sharp,
         )
-        # A diverged trial keeps its record, but never as NaN/inf that would poison means.
-        return new_record(**{k: _finite_or_none(v) for k, v in values.items()})
+        return new_record(**values)  # a diverged trial's NaN/inf become None there
 
     def _test(self) -> tuple[float, float]:
         self.model.eval()
@@ -315,8 +314,3 @@ class NetTrial:
     def info(self) -> dict[str, Any]:
         return {"sampler_desc": self.sampler.describe(), "device": describe_device(self.device)}
 
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
