@@ -13,10 +13,10 @@ def sweep_status(sweep_dir: str | Path, list_trials: bool = False) -> str:
     if not (sweep_dir / store.MANIFEST).exists():
         raise FileNotFoundError(f"{sweep_dir} is not a sambench sweep folder (no {store.MANIFEST})")
     manifest = store.read_manifest(sweep_dir)
-    trials = store.read_trials(sweep_dir)
-    epochs = store.read_epochs(sweep_dir, include_partial=True)
-    recorded = set(trials["trial_id"].astype(str)) if len(trials) else set()
-    started = set(epochs["trial_id"].astype(str)) - recorded if len(epochs) else set()
+    trials_table, epochs_table = store.scan([sweep_dir], include_partial=True)  # one read
+    trials = store.to_pandas(trials_table)
+    recorded = set(trials_table.column("trial_id").to_pylist())
+    started = set(epochs_table.column("trial_id").to_pylist()) - recorded
     counts = trials["status"].astype(str).value_counts().to_dict() if len(trials) else {}
     total = len(manifest["trials"])
     in_progress = sum(1 for t in manifest["trials"] if t["trial_id"] in started)
