@@ -8,30 +8,17 @@ value and the allowed values, instead of deep inside a Ray worker.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-LAM_SCHEDULES = ("1/t", "1-1/t")
+from harness.errors import ConfigError, is_number
+
 LR_SCHEDULES = ("constant", "step", "cosine", "decreasing")
 STEP_RULES = ("v1", "v2")
 DEVICES = ("auto", "cpu", "cuda")
-BN_POLICIES = ("clean", "both")
-SHARPNESS_METHODS = ("lanczos", "power")
 IMPORTANCE_PROXIES = ("loss", "gradnorm")
 SPECTRA = ("cond", "spread")
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration mistake: one line naming the field and what is allowed."""
-
-    def __init__(self, field: str, value: Any, allowed: str):
-        self.field, self.value, self.allowed = field, value, allowed
-        super().__init__(f"{field}: {value!r} is not valid; allowed: {allowed}")
-
-    def __reduce__(self):  # Ray copies and pickles exceptions across processes
-        return (type(self), (self.field, self.value, self.allowed))
 
 
 @dataclass(frozen=True)
@@ -122,8 +109,9 @@ class TrialConfig:
         """Check every field, fill the optimizer-implied values, and return the result."""
         from harness.data import DATASETS, SYNTHETIC, TORCHVISION
         from harness.models import MODELS
-        from harness.optim import OPTIMIZERS
+        from harness.optim import BN_POLICIES, OPTIMIZERS
         from harness.samplers import SAMPLERS
+        from harness.sharpness import SHARPNESS_METHODS
 
         _one_of("dataset", self.dataset, DATASETS)
         _one_of("model", self.model, MODELS)
@@ -192,7 +180,7 @@ class TrialConfig:
 
 def _resolve_optimizer(cfg: TrialConfig) -> dict[str, Any]:
     """Fill lam/rho as the optimizer name implies (sgd: rho 0, no lam; sam: lam 1; usam: lam 0)."""
-    from harness.optim import OPTIMIZERS
+    from harness.optim import LAM_SCHEDULES, OPTIMIZERS
 
     fixed = OPTIMIZERS[cfg.optimizer]  # e.g. {"rho": 0.0, "lam": None} for sgd
     changes: dict[str, Any] = {}
@@ -223,11 +211,6 @@ def _resolve_optimizer(cfg: TrialConfig) -> dict[str, Any]:
     elif isinstance(changes.get("lam", cfg.lam), str):
         raise ConfigError("lam", cfg.lam, "a number in [0, 1] with a step_rule (the theory needs a fixed lam)")
     return changes
-
-
-def is_number(value: Any) -> bool:
-    """A finite int or float that is not a bool (YAML's true is no number)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _one_of(field: str, value: Any, allowed: Mapping[str, Any] | tuple[str, ...]) -> None:

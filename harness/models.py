@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 
 Shape = tuple[int, ...]  # one example's shape: (C, H, W) images or (C, L) signals
 

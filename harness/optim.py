@@ -18,7 +18,10 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from harness.config import BN_POLICIES, LAM_SCHEDULES, ConfigError, is_number
+from harness.errors import ConfigError, is_number
+
+LAM_SCHEDULES = ("1/t", "1-1/t")
+BN_POLICIES = ("clean", "both")
 
 # name -> the settings it fixes (harness.config._resolve_optimizer reads this).
 OPTIMIZERS: dict[str, dict[str, Any]] = {

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 
 IMPORTANCE_PROXY_NAMES = ("loss", "gradnorm")
 _MAX_CHUNK_ELEMENTS = 1 << 22  # bounds the [rows, n] scratch of the tau-nice fallback

@@ -27,7 +27,9 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor, nn
 
-from harness.config import SHARPNESS_METHODS, ConfigError
+from harness.errors import ConfigError
+
+SHARPNESS_METHODS = ("lanczos", "power")
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 

@@ -31,12 +31,15 @@ import copy
 import functools
 import math
 import time
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numba
 import numpy as np
 
-from harness.config import ConfigError, TrialConfig
+from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from harness.config import TrialConfig
 from harness.records import Record, new_record
 
 _SQUARED, _LOGISTIC = 0, 1                 # per-sample loss: 1/2 (a.x - y)^2 or log(1 + e^{-y a.x})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 
 STEP_RULE_NAMES = ("v1", "v2")
 SCHEDULE_NAMES = ("constant", "decreasing")

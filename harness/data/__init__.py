@@ -9,11 +9,14 @@ loaders, so importing this package (config validation does) stays cheap.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from harness.config import ConfigError, TrialConfig
+from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from harness.config import TrialConfig
 from harness.data.synthetic import Problem
 from harness.data.synthetic import load_problem as _generate_problem
 from harness.data.tabular import load_digits, load_mnist1d

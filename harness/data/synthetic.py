@@ -35,11 +35,16 @@ equations / least squares) and a Newton solve to a gradient norm below 1e-12 for
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from harness.config import ConfigError, TrialConfig
+from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from harness.config import TrialConfig
 
 SPREAD_LOW = 1.0  # the reference's RidgeRegression_(mu=1.0, L=cond): eigenvalues of A
 

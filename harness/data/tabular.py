@@ -5,6 +5,8 @@ Both fit in memory many times over, so they are held as device tensors (tensors.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import json
 import os
@@ -15,7 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.config import ConfigError, TrialConfig
+from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from harness.config import TrialConfig
 from harness.data.tensors import BatchTransform, ClassificationData, TensorTrainSet
 
 # The digits split is fixed by this seed, NOT by the trial seed, so every trial of a

@@ -9,13 +9,18 @@ CIFAR training batches get random crop (pad 4) + horizontal flip by default.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 import os
 from dataclasses import dataclass
 
 import torch
 
-from harness.config import ConfigError, TrialConfig
+from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from harness.config import TrialConfig
 from harness.data.tensors import (
     IN_MEMORY_LIMIT_BYTES,
     BatchTransform,
