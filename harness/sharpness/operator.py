@@ -130,50 +130,81 @@ class HessianOperator:
     # -- internals ----------------------------------------------------------------------
     @contextmanager
     def _measuring(self) -> Iterator[None]:
-        """Eval mode (BatchNorm on running statistics, no dropout), autocast off, grad on;
-        every module's mode is put back afterwards."""
+        """Eval mode (BatchNorm on running statistics, no dropout), autocast and TF32 off,
+        grad on; every module's mode and the TF32 switches are put back afterwards."""
         modes = [(module, module.training) for module in self.model.modules()]
         self.model.eval()
+        tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
         try:
+            # TF32 (10-bit mantissa) is not float32: off for cuBLAS and cuDNN while we run.
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
             with torch.autocast(self.device.type, enabled=False), torch.enable_grad():
                 yield
         finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
             for module, training in modes:
                 module.training = training
 
-    def _chunk(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
+    def _chunk(self, start: int, stop: int, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
         x = self.inputs[start:stop].to(self.device, non_blocking=True)
         if x.is_floating_point():
-            x = x.to(self.dtype)
+            x = x.to(dtype or self.dtype)
         return x, self.targets[start:stop].to(self.device, non_blocking=True)
 
-    def _loss(self, leaves: list[Tensor] | tuple[Tensor, ...], x: Tensor, y: Tensor) -> Tensor:
-        return functional_call(self._loss_of, {**dict(zip(self.names, leaves)), **self.buffers}, (x, y))
+    def matvec_float64(self, v: Tensor) -> Tensor:
+        """H @ v with everything in float64 (parameters, buffers and inputs cast), one
+        product counted: the final check of a lower-precision operator. Recomputed per
+        chunk of half ``batch_size`` examples (a float64 graph is twice a float32 one),
+        after dropping a kept graph."""
+        if self.dtype == torch.float64:
+            return self.matvec(v)
+        self.release()
+        leaves = [leaf.detach().double().requires_grad_(True) for leaf in self.leaves]
+        buffers = {f"model.{name}": b.double() for name, b in self.model.named_buffers() if b.is_floating_point()}
+        v = v.detach().to(device=self.device, dtype=torch.float64)
+        pieces = [piece.view_as(p) for piece, p in zip(v.split(self.sizes), leaves)]
+        out = torch.zeros(self.dim, dtype=torch.float64, device=self.device)
+        n, step = len(self.inputs), max(1, self.batch_size // 2)
+        with self._measuring():
+            for start in range(0, n, step):
+                x, y = self._chunk(start, start + step, torch.float64)
+                first = self._first_order(x, y, leaves, buffers)
+                out.add_(self._second_order(first, pieces, leaves, retain=False), alpha=len(x) / n)
+        self.hvps += 1
+        return out
 
-    def _first_order(self, x: Tensor, y: Tensor) -> tuple[list[int], list[Tensor]]:
+    def _loss(self, leaves: list[Tensor] | tuple[Tensor, ...], x: Tensor, y: Tensor,
+              buffers: dict[str, Tensor] | None = None) -> Tensor:
+        state = {**dict(zip(self.names, leaves)), **(self.buffers if buffers is None else buffers)}
+        return functional_call(self._loss_of, state, (x, y))
+
+    def _first_order(self, x: Tensor, y: Tensor, leaves: list[Tensor] | None = None,
+                     buffers: dict[str, Tensor] | None = None) -> tuple[list[int], list[Tensor]]:
         """The gradient with its graph kept (create_graph), as (indices, gradients) of the
         leaves it depends on to second order; empty when the loss is linear in all of them."""
-        grads = torch.autograd.grad(self._loss(self.leaves, x, y), self.leaves, create_graph=True, allow_unused=True)
+        leaves = self.leaves if leaves is None else leaves
+        grads = torch.autograd.grad(self._loss(leaves, x, y, buffers), leaves, create_graph=True, allow_unused=True)
         used = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
         return used, [grads[i] for i in used]
 
-    def _second_order(self, first: tuple[list[int], list[Tensor]], pieces: list[Tensor], retain: bool) -> Tensor:
+    def _second_order(self, first: tuple[list[int], list[Tensor]], pieces: list[Tensor], leaves: list[Tensor],
+                      retain: bool) -> Tensor:
         used, grads = first
         if not used:
-            return torch.zeros(self.dim, dtype=self.dtype, device=self.device)
-        hv = torch.autograd.grad(grads, self.leaves, grad_outputs=[pieces[i] for i in used],
+            return torch.zeros(self.dim, dtype=leaves[0].dtype, device=self.device)
+        hv = torch.autograd.grad(grads, leaves, grad_outputs=[pieces[i] for i in used],
                                  retain_graph=retain, allow_unused=True)
-        return torch.cat([(torch.zeros_like(p) if h is None else h).reshape(-1) for h, p in zip(hv, self.leaves)])
+        return torch.cat([(torch.zeros_like(p) if h is None else h).reshape(-1) for h, p in zip(hv, leaves)])
 
     def _recompute_hvp(self, x: Tensor, y: Tensor, pieces: list[Tensor]) -> Tensor:
         # autograd.grad never writes .grad, and without retain_graph the second call frees
         # the chunk's graph, so nothing outlives this call.
-        return self._second_order(self._first_order(x, y), pieces, retain=False)
+        return self._second_order(self._first_order(x, y), pieces, self.leaves, retain=False)
 
     def _graph_hvp(self, pieces: list[Tensor]) -> Tensor:
         if self._graph is None:
             self._graph = self._first_order(*self._chunk(0, len(self.inputs)))
-        return self._second_order(self._graph, pieces, retain=True)
+        return self._second_order(self._graph, pieces, self.leaves, retain=True)
 
     def _jvp_hvp(self, x: Tensor, y: Tensor, pieces: list[Tensor]) -> Tensor:
         primals = tuple(leaf.detach() for leaf in self.leaves)
