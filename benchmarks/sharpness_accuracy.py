@@ -184,6 +184,7 @@ def main() -> None:
     parser.add_argument("--reference", action="store_true", help="print the CNN's float64 reference and exit")
     parser.add_argument("--cost", choices=("gradient", "graph", "recompute", "jvp"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # tables appear as they are done, also in a log file
     torch.set_num_threads(1)
     if args.cost:
         return one_cost(args.cost, args.cnn_samples)
