@@ -120,6 +120,7 @@ class TwoPassSAM(torch.optim.Optimizer):
         eps: float | None = None,
         model: torch.nn.Module | None = None,
         bn_policy: str = "clean",
+        grad_clip: float | None = None,
         **kwargs: Any,
     ):
         if bn_policy not in BN_POLICIES:
@@ -127,6 +128,8 @@ class TwoPassSAM(torch.optim.Optimizer):
         eps = self.EPS if eps is None else eps
         if not is_number(eps) or eps <= 0:
             raise ConfigError("eps", eps, "a number > 0")
+        if grad_clip is not None and (not is_number(grad_clip) or grad_clip <= 0):
+            raise ConfigError("grad_clip", grad_clip, "null or a number > 0")
         hyper = {name: kwargs.pop(name, default) for name, default in self.HYPER.items()}
         clash = {"rho", "lam"} & set(inspect.signature(base_optimizer).parameters)
         if clash:
@@ -144,6 +147,7 @@ class TwoPassSAM(torch.optim.Optimizer):
         self.eps = eps
         self.model = model
         self.bn_policy = bn_policy
+        self.grad_clip = grad_clip
         self.t = 0
         for name, value in hyper.items():
             setattr(self, name, value)
@@ -251,7 +255,8 @@ class TwoPassSAM(torch.optim.Optimizer):
     def second_step(self, zero_grad: bool = True) -> None:
         """Descent: point the parameters back at x (exact: x was never touched), let the
         method adjust the gradients now in ``.grad`` (taken at x + e, or at x on a step
-        without perturbed pass), and take the base optimizer's step."""
+        without perturbed pass), clip their global norm to ``grad_clip`` if set, and take the
+        base optimizer's step."""
         if self._restore is None:
             raise RuntimeError("second_step() called without first_step() before it")
         for p, x in self._restore:
@@ -262,6 +267,8 @@ class TwoPassSAM(torch.optim.Optimizer):
         if any(group["rho"] != 0 for group in self.param_groups):
             self.adjust_descent(params, self._clean)
         self._clean = None
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         self.base_optimizer.step()
         if zero_grad:
             self.zero_grad()

@@ -117,6 +117,7 @@ def build_optimizer(
     base_optimizer: str = "sgd",
     base_optimizer_args: Any = None,
     optimizer_args: Any = None,
+    grad_clip: float | None = None,
 ) -> torch.optim.Optimizer:
     """The optimizer a config names. A registry name gives a ``TwoPassSAM`` over the base
     optimizer (sgd is rho = 0, so a training loop has one code path); an import path gives
@@ -133,7 +134,8 @@ def build_optimizer(
         if unknown:
             allowed = ", ".join(cls.HYPER) or "none"
             raise ConfigError(f"optimizer_args.{unknown[0]}", extra[unknown[0]], f"keys of optimizer {name}: {allowed}")
-        return cls(params, base_cls, rho=rho, lam=lam, model=model, bn_policy=bn_policy, **extra, **kwargs)
+        return cls(params, base_cls, rho=rho, lam=lam, model=model, bn_policy=bn_policy, grad_clip=grad_clip,
+                   **extra, **kwargs)
     cls = optimizer_class("optimizer", name, {})
     names, open_kwargs = _accepts(cls)
     if "base_optimizer" in names:  # a two-pass plug-in around the base optimizer
@@ -151,18 +153,23 @@ def build_optimizer(
 
 
 def take_step(opt: torch.optim.Optimizer, closure: Callable[[], torch.Tensor],
-              model: torch.nn.Module | None = None, bn_policy: str = "clean") -> tuple[torch.Tensor, int]:
+              model: torch.nn.Module | None = None, bn_policy: str = "clean",
+              grad_clip: float | None = None) -> tuple[torch.Tensor, int]:
     """One optimizer step on one batch: (loss at x, forward-backward passes it took).
 
     ``closure`` runs forward and backward at the current weights and returns the loss; it
     must not zero gradients. A plug-in two-pass optimizer gets the same BatchNorm policy for
-    its second pass as sambench's own."""
+    its second pass as sambench's own; for plug-ins, ``grad_clip`` clips the gradient of the
+    pass the step descends with (sambench's own clip inside second_step)."""
     passes = 0
 
-    def counted() -> torch.Tensor:
+    def counted(clip: bool = False) -> torch.Tensor:
         nonlocal passes
         passes += 1
-        return closure()
+        loss = closure()
+        if clip and grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], grad_clip)
+        return loss
 
     if isinstance(opt, TwoPassSAM):
         return opt.step(counted), passes
@@ -172,8 +179,8 @@ def take_step(opt: torch.optim.Optimizer, closure: Callable[[], torch.Tensor],
             loss = counted()
         opt.first_step(zero_grad=True)
         with running_stats_kept(model, bn_policy), torch.enable_grad():
-            counted()
+            counted(clip=True)
         opt.second_step()
         return loss, passes
-    loss = opt.step(counted)
+    loss = opt.step(lambda: counted(clip=True))
     return loss, passes
