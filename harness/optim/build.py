@@ -145,6 +145,8 @@ def build_optimizer(
             if "rho" not in names and not open_kwargs:
                 raise ConfigError("rho", rho, f"null for optimizer {name} (it has no rho argument)")
             extra = {"rho": rho, **extra}
+        if issubclass(cls, TwoPassSAM):  # an unregistered sambench variant: lam 1, our BatchNorm policy
+            extra = {"model": model, "bn_policy": bn_policy, "grad_clip": grad_clip, **extra}
         return cls(params, base_optimizer=base_cls, **extra, **kwargs)
     if rho is not None:
         raise ConfigError("rho", rho, f"null for optimizer {name} (a one-pass optimizer has no ascent)")

@@ -141,6 +141,17 @@ def baseline_label() -> str:
     return OPTIMIZERS[BASELINE].label
 
 
+def family(label: str) -> str | None:
+    """The method a label belongs to whatever its lam (SAM for SAM, USAM and Unified SAM;
+    VaSSO for VaSSO and Unified VaSSO): one rho x lam table each. None for the baseline."""
+    name, _ = parse_label(label)
+    if name is None:
+        return label
+    if name == BASELINE:
+        return None
+    return "SAM" if OPTIMIZERS[name].cls == OPTIMIZERS["sam"].cls else OPTIMIZERS[name].label
+
+
 def label_order(label: str) -> tuple:
     """Legend order: registry order of the methods; within one, fixed lam by value, then
     the schedules; unknown labels last, alphabetically."""
