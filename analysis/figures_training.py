@@ -167,9 +167,12 @@ def lam_cells(trials: pd.DataFrame, metric: str, at: str, select_by: str | None 
     """The (workload, rho, lam) cells; skip unless some workload varies lam."""
     summary = f"{'final' if at == 'final' else 'best'}_{metric}"
     require(trials, ["lam", "rho", summary], "the trials")
-    cells = lam_rho_summary(ok_trials(trials), metric, at, select_by)
+    ok = ok_trials(trials)
+    cells = lam_rho_summary(ok, metric, at, select_by)
     sam = cells[cells["lam_key"].notna() & cells[f"{value_column(metric, at)}_mean"].notna()]
-    if sam.empty:
+    if sam.empty:  # the cells keep only method families that vary lam
+        if ((ok["method"].astype(str) != style.BASELINE) & ok[summary].notna()).any():
+            raise SkipFigure("no workload has more than one lam value")
         raise SkipFigure(f"there are no SAM-family trials with {summary} values")
     keys = [c for c in (*WORKLOAD, "family") if c in sam]
     sizes = sam.groupby(keys, observed=True)["lam_key"].nunique() if keys else pd.Series([sam["lam_key"].nunique()])
