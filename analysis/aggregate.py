@@ -20,6 +20,9 @@ import pandas as pd
 from scipy import stats
 
 from harness.config import ConfigError, TrialConfig
+from harness.optim import registry
+
+BASELINE = registry.baseline_label()  # "SGD", from the optimizer registry
 
 WORKLOAD = ("dataset", "model", "sampler")
 AT = {"final": "final", "best": "best_epoch"}
@@ -177,7 +180,7 @@ def best_configurations(summary: pd.DataFrame, value: str, by: Sequence[str] = W
 
 # -- time to target --------------------------------------------------------------------
 
-def reference_target(trials: pd.DataFrame, epochs: pd.DataFrame, reference: str = "SGD",
+def reference_target(trials: pd.DataFrame, epochs: pd.DataFrame, reference: str = BASELINE,
                      metric: str = "test_acc", by: Sequence[str] = WORKLOAD) -> pd.DataFrame:
     """Targets set the way AlgoPerf sets them: within each workload, take for every seed
     the best value any configuration of the ``reference`` method reached (its tuning), then
@@ -255,7 +258,7 @@ def at_equal_cost(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str = "tes
     return out.sort_values("trial_id").reset_index(drop=True)
 
 
-def compare_with_baseline(values: pd.DataFrame, value: str, baseline: str = "SGD",
+def compare_with_baseline(values: pd.DataFrame, value: str, baseline: str = BASELINE,
                           config: Sequence[str] | None = None, by: Sequence[str] = WORKLOAD,
                           level: float = 0.95) -> pd.DataFrame:
     """Every non-baseline configuration against the best baseline configuration of its
@@ -343,7 +346,7 @@ def performance_profile(ratios: pd.DataFrame, taus: Sequence[float] | None = Non
 
 # -- wall-clock -----------------------------------------------------------------------
 
-def epoch_time_ratio(trials: pd.DataFrame, baseline: str = "SGD", by: Sequence[str] = WORKLOAD) -> pd.DataFrame:
+def epoch_time_ratio(trials: pd.DataFrame, baseline: str = BASELINE, by: Sequence[str] = WORKLOAD) -> pd.DataFrame:
     """Per trial: training-only seconds per epoch, and that as a multiple of the baseline
     method's mean on the same workload and device (times from different hardware are
     never compared). Columns ``time_per_epoch`` and ``time_per_epoch_vs_<baseline>``."""
@@ -400,14 +403,29 @@ def lam_rho_summary(trials: pd.DataFrame, metric: str = "test_acc", at: str = "f
         ranks = summarize(trial_values(trials, None, select_by, at), rank, config)
         summary = summary.merge(ranks[[*config, f"{rank}_mean"]], on=config, how="left")
     summary["lam_key"] = [lam_text(v) for v in summary["lam"]] if "lam" in summary else None
-    summary.loc[summary["method"].astype(str) == "SGD", "lam_key"] = None
-    cells = [c for c in (*WORKLOAD, "rho", "lam_key") if c in summary]
+    summary.loc[summary["method"].astype(str) == BASELINE, "lam_key"] = None
+    summary = _per_family(summary)
+    cells = [c for c in (*WORKLOAD, "family", "rho", "lam_key") if c in summary]
     best = best_configurations(summary, rank, cells)
     if rank != value:
         best = best.drop(columns=f"{rank}_mean")
     best["_lam_order"] = [(-1, 0.0, "") if pd.isna(k) else lam_sort_key(k) for k in best["lam_key"]]
     best = best.sort_values([*cells[:-1], "_lam_order"], kind="stable", key=_natural)
     return best.drop(columns="_lam_order").reset_index(drop=True)
+
+
+def _per_family(summary: pd.DataFrame) -> pd.DataFrame:
+    """One rho x lam table per method family (SAM, VaSSO, ...) that varies lam on a workload;
+    the baseline's rows are repeated in each, so every table carries its reference."""
+    summary = summary.assign(family=[registry.family(str(m)) for m in summary["method"]])
+    keys = [c for c in WORKLOAD if c in summary]
+    grid = summary[summary["family"].notna()]
+    counts = grid.groupby([*keys, "family"], observed=True, dropna=False)["lam_key"].transform("nunique")
+    grid = grid[counts >= 2]
+    pairs = grid[[*keys, "family"]].drop_duplicates()
+    base = summary[summary["family"].isna()].drop(columns="family")
+    base = base.merge(pairs, on=keys, how="inner") if keys else base.merge(pairs, how="cross")
+    return pd.concat([grid, base], ignore_index=True)
 
 
 def _natural(column: pd.Series) -> pd.Series:

@@ -60,7 +60,7 @@ def fig_sampler_comparison(trials: pd.DataFrame, at: str = "final") -> Figure:
 
 
 @figure
-def fig_wallclock(trials: pd.DataFrame, baseline: str = "SGD") -> Figure:
+def fig_wallclock(trials: pd.DataFrame, baseline: str = style.BASELINE) -> Figure:
     """Training-only time per epoch of each method as a multiple of the baseline's (SGD) on
     the same workload and device; bars are means over trials with 95% CI."""
     require(trials, ["time_train", "epochs_done", "method"], "the trials")
@@ -107,7 +107,7 @@ def targets(trials: pd.DataFrame, epochs: pd.DataFrame, target: float | None, re
 
 @figure
 def fig_time_to_target(trials: pd.DataFrame, epochs: pd.DataFrame, target: float | None = None,
-                       reference: str = "SGD", metric: str | None = None) -> Figure:
+                       reference: str = style.BASELINE, metric: str | None = None) -> Figure:
     """Bars: per workload, each method's median training-only time and gradient evaluations
     to reach the target (best configuration; whiskers span the seeds that reached it;
     'k/n' counts them). Methods whose median seed misses the target get no bar."""
@@ -145,7 +145,7 @@ def fig_time_to_target(trials: pd.DataFrame, epochs: pd.DataFrame, target: float
 
 @figure
 def fig_performance_profile(trials: pd.DataFrame, epochs: pd.DataFrame, target: float | None = None,
-                            reference: str = "SGD", metric: str | None = None) -> Figure:
+                            reference: str = style.BASELINE, metric: str | None = None) -> Figure:
     """AlgoPerf's performance profile: for each method, the fraction of workloads (dataset x
     model x sampler) on which its time-to-target is within a factor tau of the fastest
     method's, by training-only time and by gradient evaluations."""

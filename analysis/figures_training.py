@@ -73,7 +73,7 @@ def against_lam(trials: pd.DataFrame, metric: str, at: str, select_by: str | Non
     cells = lam_cells(trials, metric, at, select_by)
     value = value_column(metric, at)
     k = style.scale(metric)
-    panels = facets(cells, [c for c in WORKLOAD if c in cells])
+    panels = facets(cells, [c for c in (*WORKLOAD, "family") if c in cells])
     fig, axes = grid(len(panels), width=5.0, height=3.8, max_cols=3)
     rhos = sorted(cells.loc[cells["lam_key"].notna(), "rho"].dropna().unique())
     colors = dict(zip(rhos, sns.color_palette("flare", len(rhos))))
@@ -83,9 +83,9 @@ def against_lam(trials: pd.DataFrame, metric: str, at: str, select_by: str | Non
         base = panel[panel["lam_key"].isna()]
         if len(base) and base[f"{value}_mean"].notna().any():
             mean, low, high = (k * base[f"{value}_{s}"].iloc[0] for s in ("mean", "ci95_low", "ci95_high"))
-            ax.axhline(mean, color=style.method_color("SGD"), linestyle="--", label="SGD")
+            ax.axhline(mean, color=style.method_color(style.BASELINE), linestyle="--", label=style.BASELINE)
             if np.isfinite(low):
-                ax.axhspan(low, high, color=style.method_color("SGD"), alpha=0.08, linewidth=0)
+                ax.axhspan(low, high, color=style.method_color(style.BASELINE), alpha=0.08, linewidth=0)
         for i, rho in enumerate(rhos):
             line = panel[(panel["rho"] == rho) & panel["lam_key"].notna()]
             if line.empty:
@@ -118,7 +118,7 @@ def fig_rho_lam_heatmap(trials: pd.DataFrame, at: str = "final") -> Figure:
     seeds: the layout of the paper's Table 2. SGD's value is in the panel title."""
     cells = lam_cells(trials, "test_acc", at)
     value = value_column("test_acc", at)
-    panels = facets(cells, [c for c in WORKLOAD if c in cells])
+    panels = facets(cells, [c for c in (*WORKLOAD, "family") if c in cells])
     n_lam = cells["lam_key"].nunique()
     n_rho = cells.loc[cells["lam_key"].notna(), "rho"].nunique()
     fig, axes = grid(len(panels), width=1.3 * n_lam + 2.4, height=0.7 * n_rho + 2.0, max_cols=2)
@@ -132,7 +132,7 @@ def fig_rho_lam_heatmap(trials: pd.DataFrame, at: str = "final") -> Figure:
         ax.set_ylabel(style.label("rho"))
         base = panel[panel["lam_key"].isna()]
         if len(base):
-            sgd = f"SGD {100 * base[f'{value}_mean'].iloc[0]:.2f} ± {100 * base[f'{value}_std'].iloc[0]:.2f}"
+            sgd = f"{style.BASELINE} {100 * base[f'{value}_mean'].iloc[0]:.2f} ± {100 * base[f'{value}_std'].iloc[0]:.2f}"
             title = f"{title}\n{sgd}" if title else sgd
         ax.set_title(title)
     caption(fig, "Mean ± sd over seeds; each cell at its best other hyperparameters")
@@ -167,11 +167,14 @@ def lam_cells(trials: pd.DataFrame, metric: str, at: str, select_by: str | None 
     """The (workload, rho, lam) cells; skip unless some workload varies lam."""
     summary = f"{'final' if at == 'final' else 'best'}_{metric}"
     require(trials, ["lam", "rho", summary], "the trials")
-    cells = lam_rho_summary(ok_trials(trials), metric, at, select_by)
+    ok = ok_trials(trials)
+    cells = lam_rho_summary(ok, metric, at, select_by)
     sam = cells[cells["lam_key"].notna() & cells[f"{value_column(metric, at)}_mean"].notna()]
-    if sam.empty:
+    if sam.empty:  # the cells keep only method families that vary lam
+        if ((ok["method"].astype(str) != style.BASELINE) & ok[summary].notna()).any():
+            raise SkipFigure("no workload has more than one lam value")
         raise SkipFigure(f"there are no SAM-family trials with {summary} values")
-    keys = [c for c in WORKLOAD if c in sam]
+    keys = [c for c in (*WORKLOAD, "family") if c in sam]
     sizes = sam.groupby(keys, observed=True)["lam_key"].nunique() if keys else pd.Series([sam["lam_key"].nunique()])
     if sizes.max() < 2:
         raise SkipFigure("no workload has more than one lam value")

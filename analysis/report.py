@@ -200,16 +200,16 @@ def _summary_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, 
     doc.paragraph("Best configuration per workload (dataset · model · sampler), by the seed mean of the final value:")
     doc.bullets(items)
     methods = set(done["method"].astype(str))
-    if "SGD" not in methods or methods == {"SGD"}:
+    if agg.BASELINE not in methods or methods == {agg.BASELINE}:
         doc.paragraph("SAM-family against SGD: not compared, the sweep "
-                      + ("has no SGD baseline." if "SGD" not in methods else "has no SAM-family trials."))
+                      + (f"has no {agg.BASELINE} baseline." if agg.BASELINE not in methods else "has no SAM-family trials."))
         return
     values = agg.trial_values(done, None, metric, "final")
-    epochs_cmp = agg.compare_with_baseline(values, value, "SGD")
+    epochs_cmp = agg.compare_with_baseline(values, value, agg.BASELINE)
     tables["vs_sgd_equal_epochs"] = epochs_cmp
     compute_values = agg.at_equal_cost(done, epochs, metric)
     compute_value = f"{metric}_at_equal_grad_evals"
-    compute_cmp = agg.compare_with_baseline(compute_values, compute_value, "SGD")
+    compute_cmp = agg.compare_with_baseline(compute_values, compute_value, agg.BASELINE)
     budgets = compute_values.dropna(subset=["budget"]).groupby(
         [c for c in agg.WORKLOAD if c in compute_values], observed=True)["budget"].first()
     tables["vs_sgd_equal_compute"] = compute_cmp
@@ -271,7 +271,7 @@ def _tables_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, m
             doc.heading(title, 3)
             doc.table(tables[name], f"{name}.csv")
     _time_tables(doc, done, trials, epochs, metric, tables)
-    if {"time_train", "epochs_done"} <= set(done) and "SGD" in set(done["method"].astype(str)):
+    if {"time_train", "epochs_done"} <= set(done) and agg.BASELINE in set(done["method"].astype(str)):
         ratios = agg.epoch_time_ratio(trials)
         keys = [c for c in (*agg.WORKLOAD, "device_used", "device") if c in ratios][:len(agg.WORKLOAD) + 1]
         tables["wallclock"] = agg.summarize(ratios, "time_per_epoch_vs_SGD", [*keys, "method"])
@@ -285,7 +285,9 @@ def _table2(done: pd.DataFrame, metric: str) -> pd.DataFrame | None:
         return None
     cells = agg.lam_rho_summary(done, metric, "final")
     value = agg.value_column(metric, "final")
-    keys = [c for c in agg.WORKLOAD if c in cells]
+    if cells.empty:
+        return None
+    keys = [c for c in (*agg.WORKLOAD, "family") if c in cells]
     lams = sorted(cells["lam_key"].dropna().unique(), key=agg.lam_sort_key)
     label = f"{value} (% mean ± sd)"
     rows = []
@@ -297,15 +299,15 @@ def _table2(done: pd.DataFrame, metric: str) -> pd.DataFrame | None:
             row |= {f"lam={lam}": _pm(by_lam.loc[lam], value) if lam in by_lam.index else "" for lam in lams}
             rows.append(row)
         for base in group[group["lam_key"].isna()].to_dict("records"):
-            rows.append({"workload": workload, "rho": "SGD", f"lam={lams[0]}": _pm(base, value)})
+            rows.append({"workload": workload, "rho": agg.BASELINE, f"lam={lams[0]}": _pm(base, value)})
     return pd.DataFrame(rows).rename(columns={"rho": f"rho \\ {label}"}).fillna("")
 
 
 def _time_tables(doc: Document, done: pd.DataFrame, trials: pd.DataFrame, epochs: pd.DataFrame, metric: str,
                  tables: dict[str, pd.DataFrame]) -> None:
-    if "SGD" not in set(done["method"].astype(str)) or metric not in epochs or not epochs[metric].notna().any():
+    if agg.BASELINE not in set(done["method"].astype(str)) or metric not in epochs or not epochs[metric].notna().any():
         return
-    target = agg.reference_target(trials, epochs, "SGD", metric)
+    target = agg.reference_target(trials, epochs, agg.BASELINE, metric)
     if target.empty:
         return
     ttt = agg.time_to_target(trials, epochs, target, metric)
@@ -369,7 +371,7 @@ def _workload(row: Mapping[str, Any]) -> str:
 
 def _config_text(row: Mapping[str, Any], table: pd.DataFrame) -> str:
     """The method plus every setting that varies within its workload: 'SAM (rho=0.05, lr=0.1)'."""
-    skip = {"method", "lam", *agg.WORKLOAD, *(("rho",) if row["method"] == "SGD" else ())}
+    skip = {"method", "lam", *agg.WORKLOAD, *(("rho",) if row["method"] == agg.BASELINE else ())}
     for column in agg.WORKLOAD:  # a setting fixed for this workload says nothing here
         if column in table and column in row:
             table = table[table[column].astype(object) == row[column]]

@@ -1,30 +1,25 @@
 """One look for every figure: a fixed colour per method, axis labels with units, fonts.
 
 Colours depend on the method label alone (never on which methods a sweep happens to
-hold), so SAM has the same colour in every figure of every report: SGD black, SAM
-vermillion, USAM blue, the lam schedules pink and orange, and fixed-lam Unified SAM
-along viridis by its lam value.
+hold), so SAM has the same colour in every figure of every report. The optimizer registry
+(``harness.optim.registry``) owns the labels, colours and legend order: SGD black, SAM
+vermillion, USAM blue, Unified SAM's lam schedules pink and orange, each variant its own
+colour and its Unified versions lighter as lam falls; fixed-lam Unified SAM runs along
+viridis by its lam value.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Iterable
 
 import matplotlib as mpl
 import seaborn as sns
 
-# Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
-FIXED_COLORS = {
-    "SGD": "#000000",
-    "SAM": "#D55E00",
-    "USAM": "#0072B2",
-    "Unified (lam=1/t)": "#CC79A7",
-    "Unified (lam=1-1/t)": "#E69F00",
-}
+from harness.optim import registry
+
+BASELINE = registry.baseline_label()  # "SGD": the method every comparison is made against
 _FALLBACK = ("#56B4E9", "#009E73", "#8C564B", "#7F7F7F", "#BCBD22", "#17BECF")
-_UNIFIED = re.compile(r"^Unified \(lam=(?P<lam>[^)]+)\)$")
 _LAM_CMAP = "viridis"
 _LAM_RANGE = (0.0, 0.88)  # viridis' last yellows vanish on white
 
@@ -57,15 +52,17 @@ SAMPLER_COLORS = {"uniform": "#0072B2", "importance": "#D55E00", "reshuffle": "#
 
 
 def unified_lam(method: str) -> str | None:
-    """The lam part of a 'Unified (lam=...)' label, else None."""
-    match = _UNIFIED.match(method)
-    return match.group("lam") if match else None
+    """The lam part of a Unified SAM label 'Unified (lam=...)', else None."""
+    name, lam = registry.parse_label(method)
+    return lam if name == "unified" else None
 
 
 def method_color(method: str) -> str:
-    """The colour of a method label, the same in every figure and every sweep."""
-    if method in FIXED_COLORS:
-        return FIXED_COLORS[method]
+    """The colour of a method label, the same in every figure and every sweep: the optimizer
+    registry's, viridis by lam for Unified SAM at a fixed lam, a stable fallback otherwise."""
+    fixed = registry.label_color(method)
+    if fixed is not None:
+        return fixed
     lam = unified_lam(method)
     if lam is not None:
         try:
@@ -87,17 +84,9 @@ def color_for(value: str, fixed: dict[str, str] | None = None) -> str:
 
 
 def method_sort_key(method: str) -> tuple:
-    """SGD, USAM, SAM, Unified by lam value, the lam schedules, then anything else."""
-    fixed = {"SGD": 0, "USAM": 1, "SAM": 2}
-    if method in fixed:
-        return (fixed[method], 0.0, "")
-    lam = unified_lam(method)
-    if lam is not None:
-        try:
-            return (3, float(lam), "")
-        except ValueError:
-            return (4, 0.0, lam)
-    return (5, 0.0, method)
+    """The registry's legend order: SGD, USAM, SAM, Unified SAM by lam, then each variant
+    with its Unified versions by lam, then anything else."""
+    return registry.label_order(method)
 
 
 def method_order(methods: Iterable[str]) -> list[str]:

@@ -8,6 +8,7 @@ value and the allowed values, instead of deep inside a Ray worker.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
@@ -45,15 +46,23 @@ class TrialConfig:
     spectrum: str = "cond"            # "spread": A has eigenvalues 1, cond, rest in [1, 2] (unequal L_i)
     problem_seed: int = 0             # the problem data and x0; the trial seed drives sampling only
     # optimizer
-    optimizer: str = "sgd"
-    lam: float | str | None = None    # float in [0, 1], "1/t" or "1-1/t"; fixed by sam/usam
-    rho: float | None = None          # perturbation radius; 0 for sgd
+    optimizer: str = "sgd"            # a name of harness.optim.OPTIMIZERS or package.module:Class
+    lam: float | str | None = None    # float in [0, 1], "1/t" or "1-1/t"; fixed by sam/usam, 1 for variants
+    rho: float | None = None          # perturbation radius; 0 for sgd, the method's default if unset
     lr: float | None = None           # required unless a step_rule computes it
     lr_schedule: str = "constant"
     step_rule: str | None = None      # "v1"/"v2": lr and rho from the problem's constants
     momentum: float = 0.0
     weight_decay: float = 0.0
     bn_policy: str = "clean"
+    base_optimizer: str = "sgd"       # sgd, adamw or package.module:Class: the descent step
+    base_optimizer_args: str | None = None  # its other keyword arguments: a mapping, kept as JSON text
+    optimizer_args: str | None = None  # the method's own settings (theta, eta, alpha, k, ...): a mapping
+    nesterov: bool = False
+    warmup_epochs: float = 0.0        # linear lr warm-up over these epochs, then the lr_schedule
+    label_smoothing: float = 0.0      # in the training loss only
+    grad_clip: float | None = None    # max global norm of the descent gradient
+    wd_skip_norm_bias: bool = False   # no weight decay on biases and normalisation layers
     # sampling
     sampler: str = "reshuffle"
     batch_size: int = 128
@@ -89,6 +98,9 @@ class TrialConfig:
         for key in flat:
             if key not in known:
                 raise ConfigError(key, flat[key], "known keys: " + ", ".join(sorted(known)))
+        for key in ("base_optimizer_args", "optimizer_args"):
+            if isinstance(flat.get(key), Mapping):  # a nested mapping: kept as its JSON text
+                flat[key] = json.dumps(dict(flat[key]), sort_keys=True, separators=(", ", ": "))
         return cls(**flat).validated()
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,13 +121,12 @@ class TrialConfig:
         """Check every field, fill the optimizer-implied values, and return the result."""
         from harness.data import DATASETS, SYNTHETIC, TORCHVISION
         from harness.models import MODELS
-        from harness.optim import BN_POLICIES, OPTIMIZERS
+        from harness.optim import BN_POLICIES
         from harness.samplers import SAMPLERS
         from harness.sharpness import SHARPNESS_METHODS
 
         _one_of("dataset", self.dataset, DATASETS)
         _one_of("model", self.model, MODELS)
-        _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("sampler", self.sampler, SAMPLERS)
         _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _one_of("device", self.device, DEVICES)
@@ -126,7 +137,8 @@ class TrialConfig:
         if self.step_rule is not None:
             _one_of("step_rule", self.step_rule, STEP_RULES)
 
-        for name in ("download", "fake_data", "consistent", "paper_compat", "sharpness_trace"):
+        for name in ("download", "fake_data", "consistent", "paper_compat", "sharpness_trace", "nesterov",
+                     "wd_skip_norm_bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "true or false")
         if self.augment is not None and not isinstance(self.augment, bool):
@@ -145,6 +157,12 @@ class TrialConfig:
         _number_in("importance_mix", self.importance_mix, 0.0, 1.0)
         if self.momentum >= 1.0:
             raise ConfigError("momentum", self.momentum, "a number in [0, 1)")
+        _number_at_least("warmup_epochs", self.warmup_epochs, 0.0)
+        _number_in("label_smoothing", self.label_smoothing, 0.0, 1.0)
+        if self.grad_clip is not None and (not is_number(self.grad_clip) or self.grad_clip <= 0):
+            raise ConfigError("grad_clip", self.grad_clip, "null or a number > 0")
+        if self.nesterov and self.momentum == 0:
+            raise ConfigError("nesterov", self.nesterov, "false when momentum is 0 (Nesterov needs momentum > 0)")
 
         if (self.epochs is None) == (self.iterations is None):
             raise ConfigError("epochs", self.epochs, "exactly one of epochs or iterations")
@@ -167,6 +185,10 @@ class TrialConfig:
                 raise ConfigError("data_root", self.data_root, "an existing folder (or download: true)")
 
         changes = _resolve_optimizer(self)
+        if synthetic:
+            _check_synthetic_optimizer(self)
+        else:
+            _check_optimizer_builds(self, changes)
         if self.step_rule is None:
             lr = changes.get("lr", self.lr)
             if lr is None or not is_number(lr) or lr <= 0:
@@ -175,42 +197,64 @@ class TrialConfig:
             raise ConfigError("step_rule", self.step_rule, "null when lr/rho are given (a step_rule computes both)")
         if self.eval_every is None:
             changes["eval_every"] = self.n_samples if synthetic else 1
+        changes["warmup_epochs"] = float(self.warmup_epochs)
+        changes["label_smoothing"] = float(self.label_smoothing)
         return dataclasses.replace(self, **changes)
 
 
 def _resolve_optimizer(cfg: TrialConfig) -> dict[str, Any]:
-    """Fill lam/rho as the optimizer name implies (sgd: rho 0, no lam; sam: lam 1; usam: lam 0)."""
-    from harness.optim import LAM_SCHEDULES, OPTIMIZERS
+    """Fill lam/rho as the optimizer name implies (sgd: rho 0, no lam; sam: lam 1; usam: lam 0;
+    the variants lam 1 unless set; rho the method's default unless set) and canonicalise the
+    keyword mappings."""
+    from harness.optim import canonical_args, resolve_lam, resolve_rho
 
-    fixed = OPTIMIZERS[cfg.optimizer]  # e.g. {"rho": 0.0, "lam": None} for sgd
-    changes: dict[str, Any] = {}
-    if cfg.optimizer == "sgd":
-        if cfg.rho not in (None, 0, 0.0):
-            raise ConfigError("rho", cfg.rho, "null or 0 for optimizer sgd")
-        if cfg.lam is not None:
-            raise ConfigError("lam", cfg.lam, "null for optimizer sgd")
-        return {"rho": 0.0, "lam": None}
-    if "lam" in fixed and fixed["lam"] is not None:
-        if cfg.lam is not None and cfg.lam != fixed["lam"]:
-            raise ConfigError("lam", cfg.lam, f"null or {fixed['lam']} for optimizer {cfg.optimizer}")
-        changes["lam"] = float(fixed["lam"])
-    else:
-        lam = cfg.lam
-        if lam is None:
-            raise ConfigError("lam", lam, "a number in [0, 1], '1/t' or '1-1/t' for optimizer unified")
-        if isinstance(lam, str):
-            if lam not in LAM_SCHEDULES:
-                raise ConfigError("lam", lam, "a number in [0, 1], '1/t' or '1-1/t'")
-        else:
-            _number_in("lam", lam, 0.0, 1.0)
-            changes["lam"] = float(lam)
-    if cfg.step_rule is None:
-        if cfg.rho is None or not is_number(cfg.rho) or cfg.rho < 0:
-            raise ConfigError("rho", cfg.rho, f"a number >= 0 for optimizer {cfg.optimizer}")
-        changes["rho"] = float(cfg.rho)
-    elif isinstance(changes.get("lam", cfg.lam), str):
+    lam = resolve_lam(cfg.optimizer, cfg.lam)
+    changes: dict[str, Any] = {"lam": lam}
+    if cfg.optimizer == "sgd" or cfg.step_rule is None:
+        changes["rho"] = resolve_rho(cfg.optimizer, cfg.rho)
+    elif isinstance(lam, str):
         raise ConfigError("lam", cfg.lam, "a number in [0, 1] with a step_rule (the theory needs a fixed lam)")
+    for key in ("base_optimizer_args", "optimizer_args"):
+        changes[key] = canonical_args(key, getattr(cfg, key))
     return changes
+
+
+_SYNTHETIC_OPTIMIZERS = ("sgd", "sam", "usam", "unified")
+
+
+def _check_synthetic_optimizer(cfg: TrialConfig) -> None:
+    """The synthetic engine runs Unified SAM over plain gradient descent and nothing else."""
+    if cfg.optimizer not in _SYNTHETIC_OPTIMIZERS:
+        raise ConfigError("optimizer", cfg.optimizer, f"{', '.join(_SYNTHETIC_OPTIMIZERS)} for a synthetic problem")
+    defaults = TrialConfig()
+    for name in ("base_optimizer", "base_optimizer_args", "optimizer_args", "nesterov", "warmup_epochs",
+                 "label_smoothing", "grad_clip", "wd_skip_norm_bias"):
+        if getattr(cfg, name) != getattr(defaults, name):
+            raise ConfigError(name, getattr(cfg, name), f"{getattr(defaults, name)!r} for a synthetic problem "
+                                                        "(plain gradient descent)")
+
+
+def _check_optimizer_builds(cfg: TrialConfig, changes: dict[str, Any]) -> None:
+    """Build the optimizer once on a dummy parameter: import paths, keyword names and values
+    fail here, in one line, before any trial starts."""
+    import torch
+
+    from harness.optim import build_optimizer
+
+    lr = changes.get("lr", cfg.lr)
+    try:
+        build_optimizer(
+            cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))], lr=lr if is_number(lr) and lr > 0 else 1.0,
+            momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, rho=changes.get("rho", cfg.rho),
+            lam=changes["lam"], bn_policy=cfg.bn_policy, base_optimizer=cfg.base_optimizer,
+            base_optimizer_args=changes["base_optimizer_args"], optimizer_args=changes["optimizer_args"],
+            grad_clip=cfg.grad_clip,
+        )
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        field = "base_optimizer_args" if cfg.base_optimizer_args else "optimizer"
+        raise ConfigError(field, getattr(cfg, field), f"settings the class accepts ({' '.join(str(exc).split())})") from None
 
 
 def _one_of(field: str, value: Any, allowed: Mapping[str, Any] | tuple[str, ...]) -> None:

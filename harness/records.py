@@ -12,7 +12,7 @@ from typing import Any
 RECORD_FIELDS: dict[str, tuple[str, str, str]] = {
     "epoch": ("float64", "epochs", "training epochs completed (fractional for iteration-based problems)"),
     "iteration": ("int64", "steps", "optimizer steps completed"),
-    "grad_evals": ("int64", "gradients", "cumulative minibatch gradient evaluations (SAM-family: 2 per step)"),
+    "grad_evals": ("int64", "gradients", "cumulative forward-backward passes (SAM-family: 2 per step, LookSAM: 1 on reuse steps)"),
     "train_loss": ("float64", "nats", "mean training loss at evaluation (synthetic: f(x))"),
     "train_acc": ("float64", "fraction", "training accuracy (null for regression)"),
     "test_loss": ("float64", "nats", "mean test loss (null for synthetic problems)"),

@@ -452,10 +452,10 @@ def _drop_fixed(raw: dict[str, Any]) -> dict[str, Any]:
     from harness.optim import OPTIMIZERS
 
     optimizer = raw.get("optimizer", TrialConfig.optimizer)
-    if optimizer == "sgd":
-        return {k: v for k, v in raw.items() if k not in ("rho", "lam")}
     entry = OPTIMIZERS.get(optimizer) if isinstance(optimizer, str) else None
-    if isinstance(entry, Mapping) and entry.get("lam") is not None:
+    if entry is not None and entry.lam == "none":  # sgd: no ascent, no rho or lam
+        return {k: v for k, v in raw.items() if k not in ("rho", "lam")}
+    if entry is not None and isinstance(entry.lam, float):  # sam, usam fix lam
         return {k: v for k, v in raw.items() if k != "lam"}
     return raw
 

@@ -32,6 +32,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from harness.config import TrialConfig
+from harness.optim import registry
+from harness.optim.registry import lam_text
 from harness.provenance import provenance
 from harness.records import RECORD_FIELDS
 
@@ -111,23 +113,10 @@ def _json_scalar(value: Any) -> Any:
     raise TypeError(f"config value {value!r} is not JSON-serialisable")
 
 
-def lam_text(lam: float | str | None) -> str | None:
-    """lam as stored: schedule names as is, numbers without a trailing ".0" (1.0 -> "1")."""
-    if lam is None or isinstance(lam, str):
-        return lam
-    text = repr(float(lam))
-    return text[:-2] if text.endswith(".0") else text
-
-
 def method_label(config: Mapping[str, Any]) -> str:
-    """The legend label: SGD, SAM, USAM, or Unified (lam=...)."""
-    optimizer = str(config["optimizer"])
-    if optimizer in ("sgd", "sam", "usam"):
-        return optimizer.upper()
-    if optimizer == "unified":
-        lam = lam_text(config.get("lam"))
-        return "Unified" if lam is None else f"Unified (lam={lam})"
-    return optimizer
+    """The legend label (SGD, SAM, USAM, Unified (lam=...), VaSSO, Unified VaSSO (lam=...),
+    ...), as the optimizer registry makes it."""
+    return registry.method_label(str(config["optimizer"]), config.get("lam"))
 
 
 def config_columns(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -487,23 +476,9 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
         types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
     for name, col in zip(table.column_names, columns):
         if pa.types.is_dictionary(col.type):
-            key = _method_order if name == "method" else str
+            key = registry.label_order if name == "method" else str
             frame[name] = frame[name].cat.set_categories(sorted(frame[name].cat.categories, key=key))
     return frame
-
-
-def _method_order(label: str) -> tuple:
-    """SGD, USAM, SAM, then Unified by lam (numbers before schedules), then anything else."""
-    fixed = {"SGD": 0, "USAM": 1, "SAM": 2}
-    if label in fixed:
-        return (fixed[label], 0.0, "")
-    if label.startswith("Unified (lam="):
-        lam = label[len("Unified (lam="):-1]
-        try:
-            return (3, float(lam), "")
-        except ValueError:
-            return (4, 0.0, lam)
-    return (5, 0.0, label)
 
 
 def read_trials(sweep_dir: str | Path) -> pd.DataFrame:

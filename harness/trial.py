@@ -75,8 +75,12 @@ class Clock:
         return time.perf_counter()
 
 
-def lr_factor(schedule: str, step: int, total: int) -> float:
-    """Multiplier of the base lr at optimizer step ``step`` (0-based) of ``total``."""
+def lr_factor(schedule: str, step: int, total: int, warmup: int = 0) -> float:
+    """Multiplier of the base lr at optimizer step ``step`` (0-based) of ``total``: a linear
+    ramp to 1 over the first ``warmup`` steps, then the schedule over the steps left."""
+    if step < warmup:
+        return (step + 1) / warmup
+    step, total = step - warmup, max(total - warmup, 1)
     if schedule == "constant":
         return 1.0
     if schedule == "cosine":
@@ -98,7 +102,7 @@ class NetTrial:
     def __init__(self, cfg: TrialConfig):
         from harness.data import load_classification
         from harness.models import build_model
-        from harness.optim import build_optimizer
+        from harness.optim import build_optimizer, param_groups
         from harness.samplers import build_sampler
 
         if cfg.lr_schedule == "decreasing":
@@ -112,9 +116,10 @@ class NetTrial:
             cfg.model, self.data.input_shape, self.data.num_classes, width=cfg.width, depth=cfg.depth
         ).to(self.device)
         self.optimizer = build_optimizer(
-            cfg.optimizer, self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay, rho=cfg.rho, lam=cfg.lam, model=self.model,
-            bn_policy=cfg.bn_policy,
+            cfg.optimizer, param_groups(self.model, cfg.wd_skip_norm_bias), lr=cfg.lr, momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, rho=cfg.rho, lam=cfg.lam, model=self.model,
+            bn_policy=cfg.bn_policy, base_optimizer=cfg.base_optimizer,
+            base_optimizer_args=cfg.base_optimizer_args, optimizer_args=cfg.optimizer_args, grad_clip=cfg.grad_clip,
         )
         self.sampler = build_sampler(
             cfg.sampler, self.data.n_train, cfg.batch_size, seed=cfg.seed,
@@ -126,9 +131,10 @@ class NetTrial:
             cfg.epochs * self.steps_per_epoch if cfg.epochs is not None else cfg.iterations
         )
         self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
         # A constant lr needs no scheduler (and LambdaLR costs a Python call every step).
-        self.scheduler = None if cfg.lr_schedule == "constant" else torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(cfg.lr_schedule, step, self.total_steps)
+        self.scheduler = None if cfg.lr_schedule == "constant" and not warmup else torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(cfg.lr_schedule, step, self.total_steps, warmup)
         )
         self.status = "ok"
         self.step = 0
@@ -164,7 +170,9 @@ class NetTrial:
             yield record
 
     def _train_epoch(self) -> tuple[torch.Tensor, torch.Tensor, int]:
-        model, opt = self.model, self.optimizer
+        from harness.optim import take_step
+
+        model, opt, smoothing = self.model, self.optimizer, self.cfg.label_smoothing
         model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -185,17 +193,18 @@ class NetTrial:
                 if not outputs:
                     outputs.append(logits.detach())
                 if weighted:
-                    loss = (F.cross_entropy(logits, targets, reduction="none") * weights).mean()
+                    loss = (F.cross_entropy(logits, targets, reduction="none", label_smoothing=smoothing)
+                            * weights).mean()
                 else:
-                    loss = F.cross_entropy(logits, targets)
+                    loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)
                 loss.backward()
                 return loss
 
-            loss = opt.step(closure)
+            loss, passes = take_step(opt, closure, model, self.cfg.bn_policy, self.cfg.grad_clip)
             if self.scheduler is not None:
                 self.scheduler.step()
             self.step += 1
-            self.grad_evals += 2 if opt.needs_second_pass else 1
+            self.grad_evals += passes  # forward-backward passes: 2 for SAM, 1 on LookSAM's reuse steps
             loss_sum.add_(loss.detach(), alpha=len(targets))
             correct += (outputs[0].argmax(1) == targets).sum()
             seen += len(targets)
@@ -234,11 +243,11 @@ class NetTrial:
             sharp = self._sharpness()
             self.elapsed["sharpness"] += self.clock() - t0
         group = self.optimizer.param_groups[0]
-        lam = self.optimizer.current_lam(group) if self.cfg.optimizer != "sgd" else None
+        lam = self.optimizer.current_lam(group) if self.cfg.lam is not None else None
         values = dict(
             epoch=float(self.epoch), iteration=self.step, grad_evals=self.grad_evals,
             train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
-            weight_norm=weight_norm, lr=group["lr"], rho=group["rho"], lam=lam,
+            weight_norm=weight_norm, lr=group["lr"], rho=group.get("rho"), lam=lam,
             time_train=self.elapsed["train"], time_eval=self.elapsed["eval"],
             time_sharpness=self.elapsed["sharpness"], **sharp,
         )

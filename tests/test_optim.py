@@ -267,7 +267,8 @@ def test_bn_running_stats_come_from_clean_pass_only(api: str) -> None:
 
 
 def test_names_map_to_settings() -> None:
-    assert OPTIMIZERS == {"sgd": {"rho": 0.0, "lam": None}, "sam": {"lam": 1.0}, "usam": {"lam": 0.0}, "unified": {}}
+    assert list(OPTIMIZERS)[:4] == ["sgd", "sam", "usam", "unified"]
+    assert (OPTIMIZERS["sgd"].lam, OPTIMIZERS["sam"].lam, OPTIMIZERS["usam"].lam) == ("none", 1.0, 0.0)
     params = list(mlp().parameters())
     sgd = build_optimizer("sgd", params, lr=0.1)
     assert (sgd.param_groups[0]["rho"], sgd.param_groups[0]["lam"]) == (0.0, None)
@@ -280,20 +281,36 @@ def test_names_map_to_settings() -> None:
         assert opt.needs_second_pass
     opt = build_optimizer("unified", params, lr=0.1, rho=0.2, lam="1/t", bn_policy="both")
     assert (opt.param_groups[0]["lam"], opt.bn_policy) == ("1/t", "both")
+    # rho left out: each method's documented default (SAM's 0.05, ASAM's larger 0.5)
+    assert build_optimizer("sam", params, lr=0.1).param_groups[0]["rho"] == 0.05
+    assert build_optimizer("asam", params, lr=0.1).param_groups[0]["rho"] == 0.5
+    assert build_optimizer("vasso", params, lr=0.1).param_groups[0]["lam"] == 1.0
 
     for name, kwargs, field in (
         ("adam", {"rho": 0.1}, "optimizer"),
         ("sgd", {"rho": 0.1}, "rho"),
         ("sgd", {"lam": 0.5}, "lam"),
         ("sam", {"rho": 0.1, "lam": 0.5}, "lam"),
-        ("usam", {"rho": None}, "rho"),
+        ("usam", {"rho": -1.0}, "rho"),
         ("unified", {"rho": 0.1}, "lam"),
         ("unified", {"rho": 0.1, "lam": "1/t2"}, "lam"),
+        ("vasso", {"lam": 1.5}, "lam"),
         ("sam", {"rho": 0.1, "bn_policy": "perturbed"}, "bn_policy"),
+        ("vasso", {"optimizer_args": {"theta": 2.0}}, "optimizer_args.theta"),
+        ("vasso", {"optimizer_args": {"eta": 0.1}}, "optimizer_args.eta"),
+        ("looksam", {"optimizer_args": {"k": 0}}, "optimizer_args.k"),
+        ("friendly_sam", {"optimizer_args": "{convention: code}"}, "optimizer_args.convention"),
+        ("sam", {"base_optimizer": "adamw", "momentum": 0.9}, "momentum"),
+        ("sam", {"base_optimizer": "torch.optim:Nope"}, "base_optimizer"),
+        ("sam", {"base_optimizer_args": "{betas: [0.9, 0.99]}"}, "base_optimizer_args.betas"),
+        ("torch.optim:Adam", {"lam": 0.5}, "lam"),
+        ("torch.optim:Adam", {"rho": 0.5}, "rho"),
+        ("collections:OrderedDict", {}, "optimizer"),
     ):
         with pytest.raises(ConfigError) as info:
             build_optimizer(name, params, lr=0.1, **kwargs)
-        assert info.value.field == field
+        assert info.value.field == field, (name, kwargs)
+        assert "\n" not in str(info.value)
 
 
 def test_eps_placement_and_zero_gradient() -> None:
