@@ -14,13 +14,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness import sweep  # noqa: F401  (sets Ray's environment before ray is imported)
-from harness import store
+import numpy as np
+
+# harness.sweep first: it sets Ray's environment (auth, usage stats) before ray is imported.
+from harness import store, sweep
 from harness.sweep import StoreCallback, SweepOptions, _can_restore, _quiet_tune, tracker_callbacks
 from harness.tune_spec import Dimension, Search, TuneSection
 
-import numpy as np  # noqa: E402
-from ray import tune  # noqa: E402
+from ray import tune  # noqa: E402,I001
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter  # noqa: E402
 
 # A diverged trial reports no metric; the searcher treats it as pruned instead of failing it.

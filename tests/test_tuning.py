@@ -134,3 +134,16 @@ def test_tuning_run_is_tagged_exactly_once_and_selects_on_validation(tmp_path, l
     resume_tuning(sweep_dir, SweepOptions(quiet=True))
     assert "nothing to resume" in capsys.readouterr().out
     assert store.read_trials(sweep_dir)["finished_at"].tolist() == before
+    # the report's tuned comparison: winners with their reruns, a sensitivity line, the figure
+    import analysis
+    from analysis.document import Document
+    from analysis.tuned import tuned_section
+
+    trials, epochs = analysis.load(sweep_dir)
+    doc, tables = Document("t"), {}
+    tuned_section(doc, sweep_dir, trials, epochs, tmp_path / "report", "png", tables)
+    winners_table = tables["tuned_winners"].set_index("search")
+    assert set(winners_table.index) == {"digits-mlp-sgd", "digits-mlp-sam"}
+    assert (winners_table["seeds"] == 1).all() and winners_table["chosen"].str.contains("lr=").all()
+    assert "Sensitivity" in doc.markdown() and "the same budget of 2 trials" in doc.markdown()
+    assert (tmp_path / "report" / "figures" / "tuned_best_so_far.png").stat().st_size > 0
