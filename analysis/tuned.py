@@ -191,6 +191,9 @@ def tuned_section(doc: Document, sweep_dir: Path, trials: pd.DataFrame, epochs: 
         row["seeds"] = n
         rows.append(row)
         top = ranked.head(k)
+        if len(top) < 2:
+            sentences.append(f"{method} on {dataset}: one full-length configuration only, no spread to report")
+            continue
         spread = (top["value"].max() - top["value"].min()) * factor
         ranges = "; ".join(f"{key} {_fmt(top[key].min())}–{_fmt(top[key].max())}" for key in keys)
         unit = " pp" if factor == 100 else ""

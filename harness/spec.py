@@ -81,7 +81,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _NAME_ALLOWED = "letters, digits, '.', '_' or '-', starting with a letter or digit (it names the results folder)"
 _TOP_ALLOWED = ", ".join(SPEC_KEYS) + ", sharpness or a trial config key: " + ", ".join(TRIAL_KEYS)
 _GRID_KEY_ALLOWED = "a trial config key: " + ", ".join(TRIAL_KEYS)
-_SET_ALLOWED = "sharpness.KEY, grid.KEY, grid.blocks, resources.KEY, tune.KEY or a key " + _TOP_ALLOWED
+_SET_ALLOWED = "sharpness.KEY, tune.KEY, grid.KEY, grid.blocks, resources.KEY or a key " + _TOP_ALLOWED
 _DOTTED_ALLOWED = {
     "grid": "grid.blocks or grid.KEY with KEY " + _GRID_KEY_ALLOWED,
     "sharpness": "sharpness.KEY with KEY one of " + ", ".join(SHARPNESS_KEYS),
