@@ -24,6 +24,7 @@ from analysis.document import Document
 from analysis.figures import FIGURES, FORMATS, close, save
 from analysis.load import INCOMPLETE, load
 from analysis.plotting import facet_name
+from analysis.tuned import tuned_section
 from harness import store
 from harness.config import ConfigError
 
@@ -63,6 +64,7 @@ def build_report(sweep_dir: Path, out_dir: Path | None = None, fmt: str = "png",
     else:
         doc.heading("Summary")
         doc.paragraph("No trial has finished successfully yet: there is nothing to aggregate.")
+    tuned_section(doc, sweep_dir, trials, epochs, out, fmt, tables)
     _figures_section(doc, trials, epochs, out, fmt)
 
     (out / "tables").mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--report", action="store_true", help="write the report when the sweep ends")
+    run.add_argument("--tracker", action="append", default=[], choices=("tensorboard", "mlflow", "wandb"),
+                     help="also send every record to this experiment tracker (repeatable; docs/trackers.md)")
     run.set_defaults(handler=_run)
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep")
@@ -124,7 +126,12 @@ def _validate(args: argparse.Namespace) -> int:
     from harness.spec import load_spec
 
     spec = load_spec(args.spec, args.set)
-    print(spec.table())
+    if spec.trials or spec.tune is None:
+        print(spec.table())
+    if spec.tune is not None:
+        from harness.tuning import describe
+
+        print(describe(spec.tune))
     return 0
 
 
@@ -132,10 +139,21 @@ def _run(args: argparse.Namespace) -> int:
     from harness.spec import load_spec
     from harness.sweep import SweepOptions, run_sweep
 
+    from harness.trackers import require
+
     spec = load_spec(args.spec, args.set)
-    print(f"sweep {spec.name}: {len(spec.trials)} trials -> {Path(args.results) / spec.name}", flush=True)
-    options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent, storage=args.storage)
-    sweep_dir = run_sweep(spec, args.results, options)
+    trackers = require([*spec.trackers, *args.tracker])  # before any work: a missing extra is one line
+    options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent, storage=args.storage,
+                           trackers=trackers)
+    if spec.tune is not None:
+        from harness.tuning import describe, run_tuning
+
+        print(f"sweep {spec.name}: {len(spec.trials)} grid trials -> {Path(args.results) / spec.name}\n"
+              f"{describe(spec.tune)}", flush=True)
+        sweep_dir = run_tuning(spec, args.results, options)
+    else:
+        print(f"sweep {spec.name}: {len(spec.trials)} trials -> {Path(args.results) / spec.name}", flush=True)
+        sweep_dir = run_sweep(spec, args.results, options)
     _print_status(sweep_dir, list_trials=False)
     if args.report:
         _write_report(sweep_dir, None, "png")
@@ -145,8 +163,13 @@ def _run(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from harness.sweep import SweepOptions, resume_sweep
 
+    from harness.tuning import is_tuning_sweep, resume_tuning
+
     options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent)
-    sweep_dir = resume_sweep(args.sweep_dir, options, rerun_errored=args.rerun_errored)
+    if is_tuning_sweep(args.sweep_dir):
+        sweep_dir = resume_tuning(args.sweep_dir, options, rerun_errored=args.rerun_errored)
+    else:
+        sweep_dir = resume_sweep(args.sweep_dir, options, rerun_errored=args.rerun_errored)
     _print_status(sweep_dir, list_trials=False)
     return 0
 

@@ -37,6 +37,7 @@ class TrialConfig:
     augment: bool | None = None       # None: crop+flip for CIFAR, nothing elsewhere
     train_subset: int | None = None   # keep only the first N training examples
     test_subset: int | None = None
+    val_fraction: float = 0.0         # hold out this part of the training data (fixed seed); 0: no split
     # synthetic problems (leastsq, ridge, logreg)
     n_samples: int = 100
     dim: int = 100
@@ -155,6 +156,8 @@ class TrialConfig:
             _number_at_least(name, getattr(self, name), 0.0)
         _number_at_least("cond", self.cond, 1.0)
         _number_in("importance_mix", self.importance_mix, 0.0, 1.0)
+        if not is_number(self.val_fraction) or not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError("val_fraction", self.val_fraction, "a number in [0, 1) (0: no validation split)")
         if self.momentum >= 1.0:
             raise ConfigError("momentum", self.momentum, "a number in [0, 1)")
         _number_at_least("warmup_epochs", self.warmup_epochs, 0.0)
@@ -176,6 +179,9 @@ class TrialConfig:
             raise ConfigError("lr_schedule", self.lr_schedule, "constant, step or cosine without a step_rule")
         if synthetic and self.lr_schedule in ("step", "cosine"):
             raise ConfigError("lr_schedule", self.lr_schedule, "constant or decreasing for a synthetic problem")
+        if synthetic and self.val_fraction:
+            raise ConfigError("val_fraction", self.val_fraction,
+                              f"0 for a synthetic problem ({self.dataset} has no held-out data)")
         if synthetic and self.batch_size > self.n_samples:
             raise ConfigError("batch_size", self.batch_size, f"at most n_samples = {self.n_samples}")
         if self.dataset in TORCHVISION and not self.fake_data and self.data_root is None:

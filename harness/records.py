@@ -17,6 +17,8 @@ RECORD_FIELDS: dict[str, tuple[str, str, str]] = {
     "train_acc": ("float64", "fraction", "training accuracy (null for regression)"),
     "test_loss": ("float64", "nats", "mean test loss (null for synthetic problems)"),
     "test_acc": ("float64", "fraction", "test accuracy (null for regression and synthetic problems)"),
+    "val_loss": ("float64", "nats", "mean loss on the validation split (null without val_fraction)"),
+    "val_acc": ("float64", "fraction", "accuracy on the validation split (null without val_fraction)"),
     "rel_subopt": ("float64", "ratio", "(f(x_t) - f*) / (f(x_0) - f*), synthetic problems only"),
     "grad_norm": ("float64", "l2 norm", "full-data gradient norm, synthetic problems only"),
     "weight_norm": ("float64", "l2 norm", "l2 norm of all parameters"),

@@ -19,6 +19,9 @@ Ray worker's traceback. The shape of a spec::
     resources: {cpu: 1, gpu: 0.25}   # per trial; gpu: a fraction in [0, 1] or a whole count
     max_failures: 0               # retries of a failed trial
     max_concurrent: null          # cap on trials running at once (null: as many as fit)
+    tune: {...}                   # optional, beside or instead of grid: equal-budget tuning
+                                  # searches per method (harness/tune_spec.py, docs/tuning.md)
+    trackers: [tensorboard]       # optional: tensorboard, mlflow, wandb (docs/trackers.md)
 
 Semantics:
 
@@ -68,8 +71,9 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from harness.config import ConfigError, TrialConfig, is_number
+from harness.tune_spec import TuneSection, check_trackers, drop_key, parse_tune
 
-SPEC_KEYS = ("name", "grid", "resources", "max_failures", "max_concurrent", "description")
+SPEC_KEYS = ("name", "grid", "resources", "max_failures", "max_concurrent", "description", "tune", "trackers")
 TRIAL_KEYS = tuple(f.name for f in fields(TrialConfig))
 SHARPNESS_KEYS = ("every", "samples", "method", "trace")
 RESOURCE_DEFAULTS = {"cpu": 1.0, "gpu": 0.0}
@@ -77,7 +81,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _NAME_ALLOWED = "letters, digits, '.', '_' or '-', starting with a letter or digit (it names the results folder)"
 _TOP_ALLOWED = ", ".join(SPEC_KEYS) + ", sharpness or a trial config key: " + ", ".join(TRIAL_KEYS)
 _GRID_KEY_ALLOWED = "a trial config key: " + ", ".join(TRIAL_KEYS)
-_SET_ALLOWED = "sharpness.KEY, grid.KEY, grid.blocks, resources.KEY or a key " + _TOP_ALLOWED
+_SET_ALLOWED = "sharpness.KEY, tune.KEY, grid.KEY, grid.blocks, resources.KEY or a key " + _TOP_ALLOWED
 _DOTTED_ALLOWED = {
     "grid": "grid.blocks or grid.KEY with KEY " + _GRID_KEY_ALLOWED,
     "sharpness": "sharpness.KEY with KEY one of " + ", ".join(SHARPNESS_KEYS),
@@ -102,6 +106,8 @@ class Spec:
     text: str
     spec_hash: str
     description: str | None = None
+    tune: TuneSection | None = None     # equal-budget tuning searches (harness/tune_spec.py)
+    trackers: tuple[str, ...] = ()      # experiment trackers; not part of the hash (they change no result)
 
     def table(self) -> str:
         """The trials as an aligned text table: dataset, model and every column that varies."""
@@ -139,7 +145,13 @@ def parse_spec(text: str, overrides: Sequence[str] = (), source: str = "<spec>")
     for item in overrides:
         _apply_override(doc, item)
     _check(doc)
-    trials = _expand(doc)
+    try:
+        tuning = parse_tune(doc["tune"], doc["shared"]) if doc["tune"] is not None else None
+    except ConfigError as err:  # every spec mistake is a SpecError
+        raise SpecError(err.field, err.value, err.allowed) from None
+    # A spec with a tune: section and no grid: has no grid trials (not the one default trial).
+    no_grid = tuning is not None and not doc["axes"] and doc["blocks"] is None
+    trials = [] if no_grid else _expand(doc)
     canonical = _dump(doc)
     return Spec(
         name=doc["name"],
@@ -150,7 +162,16 @@ def parse_spec(text: str, overrides: Sequence[str] = (), source: str = "<spec>")
         text=canonical,
         spec_hash=hashlib.sha1(canonical.encode("utf-8")).hexdigest(),
         description=doc["description"],
+        tune=tuning,
+        trackers=_trackers(doc["trackers"]),
     )
+
+
+def _trackers(raw: Any) -> tuple[str, ...]:
+    try:
+        return check_trackers(raw) if raw is not None else ()
+    except ConfigError as err:
+        raise SpecError(err.field, err.value, err.allowed) from None
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -235,7 +256,7 @@ def _split(raw: Any) -> dict[str, Any]:
         raise SpecError("spec", raw, "a YAML mapping of spec keys and trial config keys")
     doc: dict[str, Any] = {
         "name": None, "description": None, "shared": {}, "axes": {}, "blocks": None,
-        "resources": {}, "max_failures": 0, "max_concurrent": None,
+        "resources": {}, "max_failures": 0, "max_concurrent": None, "tune": None, "trackers": None,
     }
     for key, value in raw.items():
         if key == "grid":
@@ -308,6 +329,8 @@ def _apply_override(doc: dict[str, Any], item: str) -> None:
         if not isinstance(doc["resources"], Mapping):
             raise SpecError("resources", doc["resources"], "a mapping with keys cpu, gpu")
         doc["resources"] = {**doc["resources"], rest: value}
+    elif head == "tune" and rest and "." not in rest:  # tune.budget=2, tune.final_seeds=[0]
+        doc["tune"] = {**(doc["tune"] if isinstance(doc["tune"], Mapping) else {}), rest: value}
     elif head == "grid" and rest == "blocks":
         doc["blocks"] = value
     elif head == "grid" and rest in TRIAL_KEYS:
@@ -329,6 +352,7 @@ def _pin(doc: dict[str, Any], key: str, value: Any, label: str) -> None:
 def _drop_everywhere(doc: dict[str, Any], key: str) -> None:
     doc["shared"].pop(key, None)
     doc["axes"].pop(key, None)
+    doc["tune"] = drop_key(doc["tune"], key)
     if isinstance(doc["blocks"], list):
         doc["blocks"] = [
             {k: v for k, v in block.items() if k != key} if isinstance(block, Mapping) else block
@@ -481,6 +505,8 @@ def _dump(doc: dict[str, Any]) -> str:
         grid["blocks"] = [dict(block) for block in doc["blocks"]]
     if grid:
         out["grid"] = grid
+    if doc["tune"] is not None:
+        out["tune"] = doc["tune"]
     out["resources"] = doc["resources"]
     out["max_failures"] = doc["max_failures"]
     out["max_concurrent"] = doc["max_concurrent"]

@@ -18,7 +18,9 @@ def sweep_status(sweep_dir: str | Path, list_trials: bool = False) -> str:
     recorded = set(trials_table.column("trial_id").to_pylist())
     started = set(epochs_table.column("trial_id").to_pylist()) - recorded
     counts = trials["status"].astype(str).value_counts().to_dict() if len(trials) else {}
-    total = len(manifest["trials"])
+    # a tuning sweep (harness/tuning.py) also expects its searches' budgets
+    total = (sum(t.get("tags", {}).get("phase") != "tune" for t in manifest["trials"])
+             + sum(s["budget"] for s in manifest.get("tune", {}).get("searches", [])))
     in_progress = sum(1 for t in manifest["trials"] if t["trial_id"] in started)
     not_started = total - len(recorded) - in_progress
     lines = [

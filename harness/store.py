@@ -38,6 +38,8 @@ from harness.provenance import provenance
 from harness.records import RECORD_FIELDS
 
 STATUSES = ("ok", "diverged", "error")
+PHASES = ("grid", "tune", "final")  # a grid trial; a tuning trial of a search; a winner's rerun
+TAG_COLUMNS = ("phase", "search_id", "search_index")
 MANIFEST = "sweep.json"
 PARTIAL = ".partial.parquet"   # epochs/<trial_id>.partial.parquet: progress of a running trial
 BATCH = "batch-"               # trials/batch-*.parquet, epochs/batch-*.parquet: compacted trials
@@ -85,6 +87,7 @@ TRIALS_SCHEMA = pa.schema(
     + _config_schema()
     + [pa.field("method", _STR), pa.field("status", _STR), pa.field("error", _STR),
        pa.field("attempts", _I64)]
+    + [pa.field("phase", _STR), pa.field("search_id", _STR), pa.field("search_index", _I64)]
     + [pa.field(c, _STR if c in ("sampler_desc", "device_used") else _F64) for c in INFO_COLUMNS.values()]
     + [pa.field(c, _I64 if c in ("iterations_done", "grad_evals") else _F64) for c in SUMMARY_COLUMNS]
     + [pa.field("node", _STR)]
@@ -144,10 +147,16 @@ def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # -- rows ----------------------------------------------------------------------------------
 def trial_row(*, sweep: str, spec_hash: str, trial_id: str, config: Mapping[str, Any],
               records: list[dict], status: str, error: str | None, attempts: int,
-              info: Mapping[str, Any], node: str, provenance: Mapping[str, Any]) -> dict[str, Any]:
-    """The trials row of one finished trial (see results/README.md for every column)."""
+              info: Mapping[str, Any], node: str, provenance: Mapping[str, Any],
+              tags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The trials row of one finished trial (see results/README.md for every column).
+    ``tags``: ``phase`` (grid, tune or final; grid when absent), ``search_id`` and
+    ``search_index`` of an equal-budget tuning search (harness/tuning.py)."""
     if status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {STATUSES}")
+    tags = dict(tags or {})
+    if set(tags) - set(TAG_COLUMNS) or tags.get("phase", "grid") not in PHASES:
+        raise ValueError(f"trial tags {tags} are not {TAG_COLUMNS} with a phase in {PHASES}")
     unknown = sorted(set(info) - set(INFO_COLUMNS)) + sorted(set(provenance) - set(PROVENANCE_COLUMNS))
     if unknown:
         raise ValueError(f"unknown trial info or provenance keys: {unknown}")
@@ -155,6 +164,8 @@ def trial_row(*, sweep: str, spec_hash: str, trial_id: str, config: Mapping[str,
     row |= config_columns(config)
     row |= {"method": method_label(config), "status": status,
             "error": " ".join(error.split()) if error is not None else None, "attempts": attempts}
+    row |= {"phase": tags.get("phase", "grid"), "search_id": tags.get("search_id"),
+            "search_index": tags.get("search_index")}
     row |= {column: info.get(key) for key, column in INFO_COLUMNS.items()}
     row |= _summaries(_dedupe_records(records))
     row["node"] = node

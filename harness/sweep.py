@@ -53,6 +53,7 @@ class SweepOptions:
     max_concurrent: int | None = None
     storage: str | None = None          # Tune storage (shared FS path or URI) for clusters
     quiet: bool = False
+    trackers: tuple[str, ...] = ()      # experiment trackers (harness/trackers/)
 
 
 # -- the trainable (runs in a Ray worker) ---------------------------------------------------
@@ -63,7 +64,8 @@ def _trainable(config: dict[str, Any]) -> None:
 
     item = config["item"]
     torch.set_num_threads(max(1, int(item["cpus"])))
-    cfg = TrialConfig.from_dict(item["trial"])
+    # A tuning search (harness/search.py) samples some keys into config["space"].
+    cfg = TrialConfig.from_dict({**item["trial"], **config.get("space", {})})
     trial = build_trial(cfg)
     records: list[dict[str, Any]] = []
     checkpoint = tune.get_checkpoint()
@@ -75,6 +77,7 @@ def _trainable(config: dict[str, Any]) -> None:
     node = f"{socket.gethostname()}/{context.get_node_id()[:8]}"
     # Tune's report costs milliseconds: a synthetic trial with thousands of records reports
     # at most every REPORT_SECONDS, each report carrying the records since the last one.
+    report_seconds = item.get("report_seconds", REPORT_SECONDS)  # 0 under a scheduler: every record
     last_saved, last_report = time.monotonic(), -math.inf
     unreported: list[dict[str, Any]] = []
     for record in trial.records():
@@ -82,7 +85,7 @@ def _trainable(config: dict[str, Any]) -> None:
         unreported.append(record)
         now = time.monotonic()
         save = now - last_saved >= CHECKPOINT_SECONDS
-        if save or now - last_report >= REPORT_SECONDS:
+        if save or now - last_report >= report_seconds:
             metrics = {k: v for k, v in record.items() if v is not None}
             metrics["new_records"], unreported, last_report = unreported, [], now
             if save:
@@ -91,8 +94,9 @@ def _trainable(config: dict[str, Any]) -> None:
                     tune.report(metrics, checkpoint=ckpt)
             else:
                 tune.report(metrics)
+    final = {k: v for k, v in (records[-1] if records else {}).items() if v is not None}  # searchers read it
     with _checkpoint(trial, records, node, done=True) as ckpt:
-        tune.report({"new_records": unreported, "status": trial.status, "done_records": len(records)},
+        tune.report({**final, "new_records": unreported, "status": trial.status, "done_records": len(records)},
                     checkpoint=ckpt)
 
 
@@ -131,11 +135,15 @@ class StoreCallback(Callback):
         self.pending: dict[str, list[dict]] = {}
         self.last_partial: dict[str, float] = {}
 
+    def item(self, trial: Any) -> dict[str, Any]:
+        """The trial's ``{"trial_id", "trial": config, "tags"}``; a search overrides it."""
+        return trial.config["item"]
+
     def on_trial_start(self, iteration, trials, trial, **info):
         self.progress.update(trials)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        tid = trial.config["item"]["trial_id"]
+        tid = self.item(trial)["trial_id"]
         if result.get("new_records") and "done_records" not in result:
             self.pending.setdefault(tid, []).extend(result["new_records"])
             if time.monotonic() - self.last_partial.get(tid, 0.0) > 5.0:
@@ -146,13 +154,13 @@ class StoreCallback(Callback):
         loaded = _read_checkpoint(trial.checkpoint)
         if loaded is not None:
             records, summary = loaded
-            self.write(trial.config["item"], records, summary, summary["status"], None, trial.num_failures + 1)
+            self.write(self.item(trial), records, summary, summary["status"], None, trial.num_failures + 1)
         self.progress.update(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         records, summary = _read_checkpoint(trial.checkpoint) or ([], {})
         # Every attempt failed: Tune has counted each one in num_failures.
-        self.write(trial.config["item"], records, summary, "error", _error_line(trial.error_file),
+        self.write(self.item(trial), records, summary, "error", _error_line(trial.error_file),
                    trial.num_failures)
         self.progress.update(trials)
 
@@ -167,9 +175,57 @@ class StoreCallback(Callback):
             sweep=self.sweep, spec_hash=self.spec_hash, trial_id=tid, config=item["trial"],
             records=records, status=status, error=error, attempts=attempts,
             info=summary.get("info", {}), node=summary.get("node"), provenance=store.provenance(),
+            tags=item.get("tags"),
         )
         store.write_trial(self.sweep_dir, row, records)
         self.progress.finished(row)
+
+
+class TrackerCallback(Callback):
+    """Sends every record of every trial to the experiment trackers, from the driver.
+
+    Trial ids and configs come from the store callback's ``item``, so tracker runs and
+    Parquet rows carry the same ids. The trackers are opened lazily in the driver and left
+    out of the pickled state Tune saves for a resume.
+    """
+
+    def __init__(self, names: tuple[str, ...], sweep_dir: Path, sweep: str, items: StoreCallback) -> None:
+        self.names, self.sweep_dir, self.sweep, self.items = names, sweep_dir, sweep, items
+        self._trackers: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_trackers": None}
+
+    @property
+    def trackers(self) -> Any:
+        if self._trackers is None:
+            from harness.trackers import Trackers
+
+            self._trackers = Trackers(self.names, self.sweep_dir / "trackers", self.sweep)
+        return self._trackers
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        item = self.items.item(trial)
+        self.trackers.start(item["trial_id"], item["trial"])
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.trackers.log(self.items.item(trial)["trial_id"], result.get("new_records") or [])
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.trackers.finish(self.items.item(trial)["trial_id"], "ok")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.trackers.finish(self.items.item(trial)["trial_id"], "error")
+
+    def on_experiment_end(self, trials, **info):
+        if self._trackers is not None:
+            self._trackers.close()
+            self._trackers = None
+
+
+def tracker_callbacks(names: tuple[str, ...], sweep_dir: Path, sweep: str, items: StoreCallback) -> list[Callback]:
+    """A TrackerCallback when trackers are asked for; none otherwise."""
+    return [TrackerCallback(tuple(names), sweep_dir, sweep, items)] if names else []
 
 
 def _error_line(error_file: str | None) -> str:
@@ -344,13 +400,14 @@ def _run_tuner(name: str, sweep_dir: Path, trials: list[dict], resources: dict[s
                   f"running the {len(trials)} unrecorded trials again from their start", flush=True)
     if tuner is None:
         items = [dict(item, cpus=cpus) for item in trials]
+        store_callback = StoreCallback(sweep_dir, spec_hash, name, options.quiet)
         tuner = tune.Tuner(
             trainable,
             param_space={"item": tune.grid_search(items)},
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
             run_config=tune.RunConfig(
                 name="run", storage_path=storage, verbose=0,
-                callbacks=[StoreCallback(sweep_dir, spec_hash, name, options.quiet)],
+                callbacks=[store_callback, *tracker_callbacks(options.trackers, sweep_dir, name, store_callback)],
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             ),

@@ -233,6 +233,7 @@ class NetTrial:
     def _evaluate(self, train_loss: float, train_acc: float) -> Record:
         t0 = self.clock()
         test_loss, test_acc = self._test()
+        val_loss, val_acc = self._test(self.data.val_batches(1024)) if self.data.val is not None else (None, None)
         weight_norm = torch.sqrt(sum(p.detach().float().pow(2).sum() for p in self.model.parameters())).item()
         self.elapsed["eval"] += self.clock() - t0
         sharp: dict[str, Any] = {}
@@ -247,19 +248,21 @@ class NetTrial:
         values = dict(
             epoch=float(self.epoch), iteration=self.step, grad_evals=self.grad_evals,
             train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
+            val_loss=val_loss, val_acc=val_acc,
             weight_norm=weight_norm, lr=group["lr"], rho=group.get("rho"), lam=lam,
             time_train=self.elapsed["train"], time_eval=self.elapsed["eval"],
             time_sharpness=self.elapsed["sharpness"], **sharp,
         )
         return new_record(**values)  # a diverged trial's NaN/inf become None there
 
-    def _test(self) -> tuple[float, float]:
+    def _test(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[float, float]:
+        """Mean loss and accuracy over ``batches`` (default: the test split)."""
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         with torch.no_grad():
-            for inputs, targets in self.data.test_batches(1024):
+            for inputs, targets in batches if batches is not None else self.data.test_batches(1024):
                 logits = self.model(inputs)
                 loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
                 correct += (logits.argmax(1) == targets).sum()

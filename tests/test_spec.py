@@ -292,4 +292,5 @@ def test_yaml_syntax_error_gives_line_number(tmp_path):
 
 
 def test_spec_keys_constant():
-    assert SPEC_KEYS == ("name", "grid", "resources", "max_failures", "max_concurrent", "description")
+    assert SPEC_KEYS == ("name", "grid", "resources", "max_failures", "max_concurrent", "description", "tune",
+                         "trackers")

@@ -21,7 +21,7 @@ from harness.errors import ConfigError
 
 if TYPE_CHECKING:
     from harness.config import TrialConfig
-from harness.data.tensors import BatchTransform, ClassificationData, TensorTrainSet
+from harness.data.tensors import BatchTransform, ClassificationData, TensorTrainSet, holdout
 
 # The digits split is fixed by this seed, NOT by the trial seed, so every trial of a
 # sweep trains and tests on the same examples and only the training randomness varies.
@@ -34,7 +34,8 @@ def load_digits(cfg: TrialConfig, device: torch.device) -> ClassificationData:
     """sklearn's bundled 8x8 digits (1797 images, 10 classes), a fixed seeded 80/20 split.
 
     Pixels are stored as x/16 in [0, 1] and standardised per batch with the training
-    split's mean and std (of the whole split, so ``train_subset`` keeps the same scale).
+    split's mean and std (of the whole split, so ``train_subset`` and ``val_fraction`` keep
+    the same scale).
     """
     from sklearn.datasets import load_digits as sklearn_digits
 
@@ -45,12 +46,15 @@ def load_digits(cfg: TrialConfig, device: torch.device) -> ClassificationData:
     test, train = order[:n_test], order[n_test:]
     mean, std = float(x[train].mean()), float(x[train].std())
     augment = bool(cfg.augment)  # off unless asked for
+    fit, val = holdout(len(train), cfg.val_fraction)
+    fit, val = train[fit], (None if val is None else train[val])
     return ClassificationData(
         name="digits",
         input_shape=(1, 8, 8),
         num_classes=10,
-        train=_tensor_split(x[train], y[train], cfg.train_subset, device, mean=mean, std=std, augment=augment),
+        train=_tensor_split(x[fit], y[fit], cfg.train_subset, device, mean=mean, std=std, augment=augment),
         test=_tensor_split(x[test], y[test], cfg.test_subset, device, mean=mean, std=std),
+        val=None if val is None else _tensor_split(x[val], y[val], None, device, mean=mean, std=std),
     )
 
 
@@ -63,12 +67,14 @@ def load_mnist1d(cfg: TrialConfig, device: torch.device, *, num_samples: int | N
         raise ConfigError("augment", cfg.augment, "null or false for mnist1d (crop and flip are for images)")
     arrays = mnist1d_arrays(cache_dir(cfg.data_root), num_samples=num_samples)
     signals = {name: arrays[name].reshape((-1,) + MNIST1D_SHAPE) for name in ("x", "x_test")}
+    fit, val = holdout(len(arrays["y"]), cfg.val_fraction)
     return ClassificationData(
         name="mnist1d",
         input_shape=MNIST1D_SHAPE,
         num_classes=10,
-        train=_tensor_split(signals["x"], arrays["y"], cfg.train_subset, device),
+        train=_tensor_split(signals["x"][fit], arrays["y"][fit], cfg.train_subset, device),
         test=_tensor_split(signals["x_test"], arrays["y_test"], cfg.test_subset, device),
+        val=None if val is None else _tensor_split(signals["x"][val], arrays["y"][val], None, device),
     )
 
 

@@ -13,12 +13,28 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 IN_MEMORY_LIMIT_BYTES = 4 * 2**30  # a split larger than this is read through its Dataset
 CROP_PADDING = 4
+# The validation split is drawn with this seed, NOT the trial seed: every trial of a sweep
+# (every seed, every tuning trial) selects on the same held-out examples.
+VAL_SPLIT_SEED = 12345
+
+
+def holdout(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """(train indices, validation indices) of a training split of ``n`` examples: a fixed
+    random ``round(fraction * n)`` of them (at least one) are held out. Both are sorted, so
+    the remaining training examples keep their stored order; no split when ``fraction`` is 0."""
+    if not fraction:
+        return np.arange(n), None
+    n_val = min(max(1, round(fraction * n)), n - 1)
+    held = np.zeros(n, dtype=bool)
+    held[np.random.default_rng(VAL_SPLIT_SEED).permutation(n)[:n_val]] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 class BatchTransform:
@@ -170,6 +186,7 @@ class ClassificationData:
     num_classes: int
     train: TrainSet
     test: TrainSet
+    val: TrainSet | None = None  # held out of the training data (val_fraction > 0)
 
     @property
     def n_train(self) -> int:
@@ -185,6 +202,11 @@ class ClassificationData:
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         return self.test.batches(batch_size)
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.val is None:
+            raise ValueError(f"{self.name} has no validation split (val_fraction is 0)")
+        return self.val.batches(batch_size)
 
     def train_eval_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         """The training split in order and without augmentation, for the train loss."""

@@ -28,6 +28,7 @@ from harness.data.tensors import (
     LoaderTrainSet,
     TensorTrainSet,
     TrainSet,
+    holdout,
 )
 
 FAKE_DATA_SCALE = 100  # FakeData has 1/100 of the real number of examples
@@ -93,12 +94,16 @@ def load_vision(
         transform = BatchTransform(device, mean=spec.mean, std=spec.std, scale=1.0 / 255.0, augment=augment_split)
         return _split(dataset, keep, transform, max_in_memory, loader_workers)
 
+    fit, val = holdout(len(train_ds), cfg.val_fraction)
+    if val is not None:  # both parts are Subsets, read through their indices (_stored_arrays)
+        train_ds, val_ds = (torch.utils.data.Subset(train_ds, idx.tolist()) for idx in (fit, val))
     return ClassificationData(
         name=cfg.dataset,
         input_shape=spec.shape,
         num_classes=spec.num_classes,
         train=split(train_ds, cfg.train_subset, augment),
         test=split(test_ds, cfg.test_subset, False),
+        val=None if val is None else split(val_ds, None, False),
     )
 
 
@@ -150,14 +155,19 @@ def _split(dataset, keep: int | None, transform: BatchTransform, max_in_memory: 
 
 def _stored_arrays(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first n images as one uint8 (N, C, H, W) tensor and their labels, straight from
-    the arrays torchvision keeps (``.data``: NHWC numpy for CIFAR, NHW tensor for MNIST),
-    or one by one for datasets without them (FakeData, which is small)."""
+    the arrays torchvision keeps (``.data``: NHWC numpy for CIFAR, NHW tensor for MNIST;
+    through a ``Subset``'s indices for a validation split), or one by one for datasets
+    without them (FakeData, which is small)."""
+    index = slice(None, n)
+    if isinstance(dataset, torch.utils.data.Subset):
+        dataset, index = dataset.dataset, torch.as_tensor(dataset.indices[:n])
     data = getattr(dataset, "data", None)
     if data is None:
         from torch.utils.data import default_collate
 
-        return default_collate([dataset[i] for i in range(n)])
-    x = torch.as_tensor(data[:n])
+        positions = range(len(dataset))[index] if isinstance(index, slice) else index.tolist()
+        return default_collate([dataset[i] for i in positions])
+    x = torch.as_tensor(data[index] if isinstance(index, slice) else data[index.numpy()])
     x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
-    y = torch.as_tensor(dataset.targets[:n], dtype=torch.int64)
+    y = torch.as_tensor(dataset.targets, dtype=torch.int64)[index]
     return x.contiguous(), y
