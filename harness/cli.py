@@ -31,9 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         user_errors += (SpecError,)
         if args.command in ("run", "resume"):
+            from harness.extend import ExtendError
             from harness.sweep import SweepError
 
-            user_errors += (SweepError,)
+            user_errors += (SweepError, ExtendError)
         return args.handler(args) or 0
     except user_errors as error:
         print(f"sambench {args.command}: error: {error}", file=sys.stderr)
@@ -69,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--report", action="store_true", help="write the report when the sweep ends")
+    run.add_argument("--extend", action="store_true",
+                     help="add the spec's new trials to a recorded sweep, reusing every unchanged trial")
     run.set_defaults(handler=_run)
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep")
@@ -76,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--address")
     resume.add_argument("--max-concurrent", type=int)
     resume.add_argument("--rerun-errored", action="store_true", help="also rerun trials that errored")
+    resume.add_argument("--report", action="store_true", help="write the report when the sweep ends")
     resume.set_defaults(handler=_resume)
 
     ls = commands.add_parser("ls", help="status of a sweep: trials done, running, failed; best so far")
@@ -130,12 +134,12 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from harness.spec import load_spec
-    from harness.sweep import SweepOptions, run_sweep
+    from harness.sweep import SweepOptions, extend_sweep, run_sweep
 
     spec = load_spec(args.spec, args.set)
     print(f"sweep {spec.name}: {len(spec.trials)} trials -> {Path(args.results) / spec.name}", flush=True)
     options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent, storage=args.storage)
-    sweep_dir = run_sweep(spec, args.results, options)
+    sweep_dir = (extend_sweep if args.extend else run_sweep)(spec, args.results, options)
     _print_status(sweep_dir, list_trials=False)
     if args.report:
         _write_report(sweep_dir, None, "png")
@@ -148,6 +152,8 @@ def _resume(args: argparse.Namespace) -> int:
     options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent)
     sweep_dir = resume_sweep(args.sweep_dir, options, rerun_errored=args.rerun_errored)
     _print_status(sweep_dir, list_trials=False)
+    if args.report:
+        _write_report(sweep_dir, None, "png")
     return 0
 
 

@@ -35,6 +35,7 @@ from ray.tune import Callback  # noqa: E402
 
 from harness import store  # noqa: E402
 from harness.config import TrialConfig  # noqa: E402
+from harness.extend import plan_extension, spec_changes  # noqa: E402
 from harness.progress import Progress, end_line  # noqa: E402
 from harness.records import RECORD_FIELDS  # noqa: E402
 from harness.spec import Spec, SpecError  # noqa: E402
@@ -241,12 +242,33 @@ def _already_recorded(sweep_dir: Path, spec: Spec) -> bool:
         return False
     manifest = store.read_manifest(sweep_dir)
     if manifest["spec_hash"] != spec.spec_hash:
-        raise SweepError(f"{sweep_dir} already holds a sweep with a different spec; "
-                         "choose another name or results folder")
+        changed = ", ".join(path for path, _, _ in spec_changes(store.read_spec(sweep_dir)[0], spec.text))
+        raise SweepError(f"{sweep_dir} already holds a sweep with a different spec (changed: {changed}); "
+                         "add --extend to add the new trials, or choose another name or results folder")
     done = store.completed_trial_ids(sweep_dir, include_errors=True)
     if all(t["trial_id"] in done for t in manifest["trials"]):
         return True
     raise SweepError(f"{sweep_dir} already exists: continue it with `sambench resume {sweep_dir}`")
+
+
+def extend_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = SweepOptions()) -> Path:
+    """Grow the recorded sweep ``results_root/<spec.name>`` to ``spec``: print what changed,
+    keep every recorded trial whose config is unchanged, run only the new ones. What is
+    refused, and why, is in harness.extend. A folder that does not exist yet is a plain run."""
+    sweep_dir = Path(results_root).resolve() / spec.name
+    if not (sweep_dir / store.MANIFEST).exists():
+        return run_sweep(spec, results_root, options)
+    with _sweep_lock(sweep_dir):
+        plan = plan_extension(sweep_dir, spec)
+        print(plan.summary(), flush=True)
+        if plan.new:
+            _join_cluster(spec.resources, options)  # before writing: a refusal leaves the folder as it was
+        store.write_spec(sweep_dir, spec.text, spec.spec_hash, plan.manifest)
+        if plan.new:
+            _run_tuner(spec.name, sweep_dir, plan.new, spec.resources, spec.max_failures, spec.spec_hash,
+                       options.storage or plan.manifest["storage"], options, restore=False,
+                       max_concurrent=spec.max_concurrent)
+    return sweep_dir
 
 
 def resume_sweep(sweep_dir: str | Path, options: SweepOptions = SweepOptions(),
