@@ -53,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser("train", help="run one trial without Ray, printing a line per evaluation")
-    train.add_argument("config", nargs="?", help="YAML file of trial config keys (optional)")
+    train.add_argument("config", nargs="?", help="YAML file of trial config keys, or a sweep spec with --trial")
+    train.add_argument("--trial", metavar="N|ID", help="run trial N (as `validate` numbers them) or the trial "
+                       "with this id (or id prefix) of the sweep spec CONFIG")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     train.set_defaults(handler=_train)
 
@@ -97,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from harness.config import TrialConfig
-    from harness.spec import apply_overrides, load_yaml
+    from harness.spec import SpecError, apply_overrides, load_yaml
     from harness.trial import build_trial
 
     raw = {}
@@ -105,7 +107,15 @@ def _train(args: argparse.Namespace) -> int:
         raw = load_yaml(Path(args.config).read_text(), args.config) or {}
         if not isinstance(raw, dict):
             raise FileNotFoundError(f"{args.config}: expected a mapping of trial config keys")
-    cfg = TrialConfig.from_dict(apply_overrides(raw, args.set))
+    if args.trial is not None:
+        if not args.config:
+            raise SpecError("--trial", args.trial, "a trial of a sweep spec: sambench train SPEC --trial N|ID")
+        cfg = _spec_trial(args.config, args.set, args.trial)
+    elif "grid" in raw or "name" in raw:
+        raise SpecError("--trial", None, f"N or ID: {args.config} is a sweep spec; pick one of its trials "
+                        f"(`sambench validate {args.config}` numbers them)")
+    else:
+        cfg = TrialConfig.from_dict(apply_overrides(raw, args.set))
     trial = build_trial(cfg)
     print(f"trial: {cfg.dataset}/{cfg.model} {cfg.optimizer} lam={cfg.lam} rho={cfg.rho} "
           f"sampler={cfg.sampler} seed={cfg.seed} on {trial.info()['device']}", flush=True)
@@ -113,6 +123,26 @@ def _train(args: argparse.Namespace) -> int:
         print(_record_line(record), flush=True)
     print(f"status: {trial.status}")
     return 0
+
+
+def _spec_trial(path: str, overrides: list[str], wanted: str):
+    """Trial ``wanted`` of the spec at ``path``: an index as ``validate`` prints it, or a
+    trial id (a unique prefix of one will do), as ``ls --trials`` and the Parquet show it."""
+    from harness import store
+    from harness.spec import SpecError, load_spec
+
+    spec = load_spec(path, overrides)
+    ids = [store.trial_id(spec.name, cfg.to_dict()) for cfg in spec.trials]
+    if wanted.isdigit() and int(wanted) < len(ids):
+        index = int(wanted)
+    else:
+        matches = [i for i, tid in enumerate(ids) if tid.startswith(wanted.lower())] if len(wanted) >= 4 else []
+        if len(matches) != 1:
+            raise SpecError("--trial", wanted, f"an index 0..{len(ids) - 1} or a trial id of {spec.name} "
+                            f"(`sambench validate {path}` numbers them, `sambench ls --trials` shows ids)")
+        index = matches[0]
+    print(f"sweep {spec.name}: trial {index} of {len(ids)} (id {ids[index]})", flush=True)
+    return spec.trials[index]
 
 
 def _record_line(record: dict) -> str:
