@@ -1,7 +1,7 @@
 """Unified SAM (Oikonomou & Loizou, ICLR 2025) on top of any torch optimizer, and the
 optimizer names a config may use.
 
-At step t, with g the minibatch gradient at x_t (SCIENCE.md section 1):
+At step t, with g the minibatch gradient at x_t (docs/science.md section 1):
 
     e_t     = rho * (1 - lam_t + lam_t / (||g|| + eps)) * g      # ascent
     x_{t+1} = base step from x_t with the gradient at x_t + e_t   # descent
