@@ -72,23 +72,31 @@ def format_seconds(seconds: float) -> str:
 
 @dataclass
 class _Running:
+    """One running trial. Its rate comes from the trial's own clock (``time_total`` of
+    its records), so worker start-up and data loading never enter the ETA."""
+
     label: str
     config: Mapping[str, Any]
     done: float = 0.0
     total: float = math.nan
     unit: str = "epoch"
-    base: tuple[float, float] | None = None  # (time, work) the rate is measured from
+    base: tuple[float, float] | None = None   # (work, trial seconds) the rate is measured from
+    latest: tuple[float, float] | None = None  # (trial seconds, driver clock) of the last record
 
     def update(self, record: Mapping[str, Any], now: float) -> None:
         self.done, self.total, self.unit = work(self.config, record)
+        seconds = record.get("time_total")
+        if seconds is None:
+            return
         if self.base is None:
-            self.base = (now, self.done)
+            self.base = (self.done, float(seconds))
+        self.latest = (float(seconds), now)
 
     def eta(self, now: float) -> float:
-        if self.base is None or self.done <= self.base[1] or now <= self.base[0]:
+        if self.base is None or self.latest is None or self.done <= self.base[0] or self.latest[0] <= self.base[1]:
             return math.nan
-        rate = (self.done - self.base[1]) / (now - self.base[0])
-        return (self.total - self.done) / rate
+        rate = (self.done - self.base[0]) / (self.latest[0] - self.base[1])
+        return max(0.0, (self.total - self.done) / rate - (now - self.latest[1]))
 
     def describe(self, now: float) -> str:
         done = f"{self.done:g}" if self.unit == "epoch" else f"{int(self.done)}"
@@ -137,24 +145,20 @@ class Progress:
             self._consider(row)
 
     def started(self, trial_id: str, config: Mapping[str, Any], last: Mapping[str, Any] | None = None) -> None:
-        """A trial started (or restarted); ``last`` is its last reported record, if any,
-        so a trial restored from a checkpoint measures its rate from where it resumed."""
+        """A trial started; ``last`` is its last reported record when Tune restored it
+        from a checkpoint, whose rate is then measured from its first new record."""
         self.statuses.pop(trial_id, None)  # an errored trial that is rerun is not recorded
         self.complete_shown = False
         entry = _Running(f"{trial_id[:6]} {method_label(config)}", config)
-        if last:
-            entry.update(last, self.clock())
-        else:
-            entry.base = (self.clock(), 0.0)
-            entry.total = work(config, {})[1]
-            entry.unit = work(config, {})[2]
+        entry.done, entry.total, entry.unit = work(config, last or {})
+        entry.base = None if last else (0.0, 0.0)  # a fresh trial starts at no work, no time
         self.running[trial_id] = entry
         self.refresh()
 
     def restarted(self, trial_id: str) -> None:
         """A failed attempt is retried from its last checkpoint: measure the rate anew."""
         if trial_id in self.running:
-            self.running[trial_id].base = None
+            self.running[trial_id].base = self.running[trial_id].latest = None
         self.refresh()
 
     def result(self, trial_id: str, record: Mapping[str, Any]) -> None:
