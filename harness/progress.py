@@ -175,19 +175,23 @@ class Progress:
 
     # -- output ------------------------------------------------------------------------
     def line(self) -> str:
+        """Counts, then the running trials (what a narrow terminal must still show), then
+        the best result per workload."""
         now = self.clock()
         recorded, failed = len(self.statuses), self.failed
         pending = max(0, self.total - recorded - len(self.running))
-        parts = [f"[{format_seconds(now - self.start):>6}] {recorded}/{self.total} recorded",
-                 f"{len(self.running)} running", f"{pending} pending", f"{failed} failed"]
-        for workload, ((label, value, _), who) in sorted(self.best.items()):
-            shown = f"{value:.4f}" if label.endswith("acc") else f"{value:.3e}"
-            parts.append(f"best {label} on {workload} {shown} ({who})")
+        text = (f"[{format_seconds(now - self.start):>6}] {recorded}/{self.total} recorded · "
+                f"{len(self.running)} running · {pending} pending · {failed} failed")
         running = [entry.describe(now) for entry in self.running.values()]
         if not self.tty and len(running) > RUNNING_SHOWN_IN_LOGS:
             running = running[:RUNNING_SHOWN_IN_LOGS] + [f"+{len(running) - RUNNING_SHOWN_IN_LOGS} more"]
-        text = " · ".join(parts)
-        return text + (" | " + "; ".join(running) if running else "")
+        if running:
+            text += " | " + "; ".join(running)
+        best = []
+        for workload, ((label, value, _), who) in sorted(self.best.items()):
+            shown = f"{value:.4f}" if label.endswith("acc") else f"{value:.3e}"
+            best.append(f"best {label} on {workload} {shown} ({who})")
+        return text + (" | " + " · ".join(best) if best else "")
 
     def refresh(self, force: bool = False) -> None:
         """Redraw (terminal: at most twice a second) or log (every ``every`` seconds, and
