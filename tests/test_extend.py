@@ -96,7 +96,16 @@ def test_spec_changes_compares_blocks_item_by_item():
     assert spec_changes(old.text, new.text) == [("grid.blocks[1].rho", [0.1], [0.1, 0.2])]
 
 
-def test_extend_on_ray_runs_only_the_new_trials(tmp_path, capsys):
+@pytest.fixture
+def ray_of_the_cli():
+    """The CLI starts a local Ray in this process; shut it down for the tests after."""
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def test_extend_on_ray_runs_only_the_new_trials(tmp_path, capsys, ray_of_the_cli):
     """End to end through the CLI: a recorded sweep grows by one seed; the kept trials'
     files are untouched, the new ones are committed and their checkpoints deleted."""
     from harness.cli import main
