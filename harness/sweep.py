@@ -71,8 +71,12 @@ def _trainable(config: dict[str, Any]) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            trial.load_state_dict(torch.load(Path(folder) / "state.pt", weights_only=False))
+            summary = json.loads((Path(folder) / "trial.json").read_text())
             records = json.loads((Path(folder) / "records.json").read_text())
+            if summary["done"]:  # finished, committed, its state dropped; Tune's snapshot lagged
+                tune.report({"new_records": [], "status": summary["status"], "done_records": len(records)})
+                return
+            trial.load_state_dict(torch.load(Path(folder) / "state.pt", weights_only=False))
     context = ray.get_runtime_context()
     node = f"{socket.gethostname()}/{context.get_node_id()[:8]}"
     # Tune's report costs milliseconds: a synthetic trial with thousands of records reports
@@ -185,17 +189,25 @@ class StoreCallback(Callback):
 
 
 def drop_checkpoints(checkpoint: Any) -> None:
-    """Delete every Tune checkpoint of a trial whose Parquet rows are committed (the rows
-    hold all it recorded), so disk use grows with running trials, not finished ones. Works
-    on any Tune storage (local, NFS, object store) through the checkpoint's filesystem."""
+    """Free the disk of a trial whose Parquet rows are committed (the rows hold all it
+    recorded), so disk use grows with running trials, not finished ones: older checkpoints
+    go whole, the final one keeps only its records and summary (kilobytes), which is what
+    a resume needs if the driver died before Tune saved the trial as finished (the
+    trainable then re-reports it without training). Works on any Tune storage (local,
+    NFS, object store) through the checkpoint's filesystem."""
     if checkpoint is None:
         return
     import pyarrow.fs as pafs
 
-    fs, folder = checkpoint.filesystem, os.path.dirname(checkpoint.path.rstrip("/"))
+    fs, final = checkpoint.filesystem, checkpoint.path.rstrip("/")
+    folder = os.path.dirname(final)
     try:
         for entry in fs.get_file_info(pafs.FileSelector(folder)):
-            if entry.type == pafs.FileType.Directory and entry.base_name.startswith("checkpoint_"):
+            if entry.type != pafs.FileType.Directory or not entry.base_name.startswith("checkpoint_"):
+                continue
+            if entry.path.rstrip("/") == final:
+                fs.delete_file(f"{final}/state.pt")
+            else:
                 fs.delete_dir(entry.path)
     except OSError as error:  # a clean-up that failed costs disk space, never results
         print(f"sambench: could not delete the checkpoints in {folder}: {error}", file=sys.stderr)
