@@ -31,9 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         user_errors += (SpecError,)
         if args.command in ("run", "resume"):
+            from harness.extend import ExtendError
             from harness.sweep import SweepError
 
-            user_errors += (SweepError,)
+            user_errors += (SweepError, ExtendError)
         return args.handler(args) or 0
     except user_errors as error:
         print(f"sambench {args.command}: error: {error}", file=sys.stderr)
@@ -52,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser("train", help="run one trial without Ray, printing a line per evaluation")
-    train.add_argument("config", nargs="?", help="YAML file of trial config keys (optional)")
+    train.add_argument("config", nargs="?", help="YAML file of trial config keys, or a sweep spec with --trial")
+    train.add_argument("--trial", metavar="N|ID", help="run trial N (as `validate` numbers them) or the trial "
+                       "with this id (or id prefix) of the sweep spec CONFIG")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     train.set_defaults(handler=_train)
 
@@ -71,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--report", action="store_true", help="write the report when the sweep ends")
     run.add_argument("--tracker", action="append", default=[], choices=("tensorboard", "mlflow", "wandb"),
                      help="also send every record to this experiment tracker (repeatable; docs/trackers.md)")
+    run.add_argument("--extend", action="store_true",
+                     help="add the spec's new trials to a recorded sweep, reusing every unchanged trial")
     run.set_defaults(handler=_run)
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep")
@@ -78,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--address")
     resume.add_argument("--max-concurrent", type=int)
     resume.add_argument("--rerun-errored", action="store_true", help="also rerun trials that errored")
+    resume.add_argument("--report", action="store_true", help="write the report when the sweep ends")
     resume.set_defaults(handler=_resume)
 
     ls = commands.add_parser("ls", help="status of a sweep: trials done, running, failed; best so far")
@@ -95,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from harness.config import TrialConfig
-    from harness.spec import apply_overrides, load_yaml
+    from harness.spec import SpecError, apply_overrides, load_yaml
     from harness.trial import build_trial
 
     raw = {}
@@ -103,7 +109,15 @@ def _train(args: argparse.Namespace) -> int:
         raw = load_yaml(Path(args.config).read_text(), args.config) or {}
         if not isinstance(raw, dict):
             raise FileNotFoundError(f"{args.config}: expected a mapping of trial config keys")
-    cfg = TrialConfig.from_dict(apply_overrides(raw, args.set))
+    if args.trial is not None:
+        if not args.config:
+            raise SpecError("--trial", args.trial, "a trial of a sweep spec: sambench train SPEC --trial N|ID")
+        cfg = _spec_trial(args.config, args.set, args.trial)
+    elif "grid" in raw or "name" in raw:
+        raise SpecError("--trial", None, f"N or ID: {args.config} is a sweep spec; pick one of its trials "
+                        f"(`sambench validate {args.config}` numbers them)")
+    else:
+        cfg = TrialConfig.from_dict(apply_overrides(raw, args.set))
     trial = build_trial(cfg)
     print(f"trial: {cfg.dataset}/{cfg.model} {cfg.optimizer} lam={cfg.lam} rho={cfg.rho} "
           f"sampler={cfg.sampler} seed={cfg.seed} on {trial.info()['device']}", flush=True)
@@ -111,6 +125,26 @@ def _train(args: argparse.Namespace) -> int:
         print(_record_line(record), flush=True)
     print(f"status: {trial.status}")
     return 0
+
+
+def _spec_trial(path: str, overrides: list[str], wanted: str):
+    """Trial ``wanted`` of the spec at ``path``: an index as ``validate`` prints it, or a
+    trial id (a unique prefix of one will do), as ``ls --trials`` and the Parquet show it."""
+    from harness import store
+    from harness.spec import SpecError, load_spec
+
+    spec = load_spec(path, overrides)
+    ids = [store.trial_id(spec.name, cfg.to_dict()) for cfg in spec.trials]
+    if wanted.isdigit() and int(wanted) < len(ids):
+        index = int(wanted)
+    else:
+        matches = [i for i, tid in enumerate(ids) if tid.startswith(wanted.lower())] if len(wanted) >= 4 else []
+        if len(matches) != 1:
+            raise SpecError("--trial", wanted, f"an index 0..{len(ids) - 1} or a trial id of {spec.name} "
+                            f"(`sambench validate {path}` numbers them, `sambench ls --trials` shows ids)")
+        index = matches[0]
+    print(f"sweep {spec.name}: trial {index} of {len(ids)} (id {ids[index]})", flush=True)
+    return spec.trials[index]
 
 
 def _record_line(record: dict) -> str:
@@ -136,9 +170,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from harness.spec import load_spec
-    from harness.sweep import SweepOptions, run_sweep
-
+    from harness.spec import SpecError, load_spec
+    from harness.sweep import SweepOptions, extend_sweep, run_sweep
     from harness.trackers import require
 
     spec = load_spec(args.spec, args.set)
@@ -148,12 +181,14 @@ def _run(args: argparse.Namespace) -> int:
     if spec.tune is not None:
         from harness.tuning import describe, run_tuning
 
+        if args.extend:
+            raise SpecError("--extend", True, "a grid spec (a spec with a tune: section continues with resume)")
         print(f"sweep {spec.name}: {len(spec.trials)} grid trials -> {Path(args.results) / spec.name}\n"
               f"{describe(spec.tune)}", flush=True)
         sweep_dir = run_tuning(spec, args.results, options)
     else:
         print(f"sweep {spec.name}: {len(spec.trials)} trials -> {Path(args.results) / spec.name}", flush=True)
-        sweep_dir = run_sweep(spec, args.results, options)
+        sweep_dir = (extend_sweep if args.extend else run_sweep)(spec, args.results, options)
     _print_status(sweep_dir, list_trials=False)
     if args.report:
         _write_report(sweep_dir, None, "png")
@@ -171,6 +206,8 @@ def _resume(args: argparse.Namespace) -> int:
     else:
         sweep_dir = resume_sweep(args.sweep_dir, options, rerun_errored=args.rerun_errored)
     _print_status(sweep_dir, list_trials=False)
+    if args.report:
+        _write_report(sweep_dir, None, "png")
     return 0
 
 

@@ -120,14 +120,14 @@ class TrialConfig:
     # -- validation ---------------------------------------------------------------------
     def validated(self) -> "TrialConfig":
         """Check every field, fill the optimizer-implied values, and return the result."""
-        from harness.data import DATASETS, SYNTHETIC, TORCHVISION
-        from harness.models import MODELS
+        from harness.data import SYNTHETIC, TORCHVISION, resolve_dataset
+        from harness.models import resolve_model
         from harness.optim import BN_POLICIES
         from harness.samplers import SAMPLERS
         from harness.sharpness import SHARPNESS_METHODS
 
-        _one_of("dataset", self.dataset, DATASETS)
-        _one_of("model", self.model, MODELS)
+        resolve_dataset(self.dataset)  # a registered name or a plug-in's import path
+        resolve_model(self.model)
         _one_of("sampler", self.sampler, SAMPLERS)
         _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _one_of("device", self.device, DEVICES)

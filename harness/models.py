@@ -2,7 +2,10 @@
 
 Every model takes its input shape and class count from the dataset. ``width`` and
 ``depth`` mean what each model's docstring says; a model that has no such knob rejects
-it (a ConfigError), so a typo in a sweep never silently trains the default.
+it (a ConfigError), so a typo in a sweep never silently trains the default. A model
+from outside the package is named by import path (``model: mypkg.models:build``); see
+docs/extending.md. ``check_fits`` runs a model on the meta device against a dataset's
+input shape, so a mismatch fails before any work.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 from torch import nn
 
 from harness.errors import ConfigError
+from harness.plugins import is_import_path, load_object
 
 Shape = tuple[int, ...]  # one example's shape: (C, H, W) images or (C, L) signals
 
@@ -203,13 +207,46 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def resolve_model(name: str) -> Callable[..., nn.Module]:
+    """The builder of a registered model, or of a plug-in named by import path
+    (``model: mypkg.models:build``) with the same signature as the builders above."""
+    if name in MODELS:
+        return MODELS[name]
+    if not is_import_path(name):
+        raise ConfigError("model", name, ", ".join(MODELS) + ", or an import path 'package.module:builder'")
+    builder = load_object("model", name)
+    if not callable(builder):
+        raise ConfigError("model", name, "an import path naming a callable builder(input_shape, num_classes, width, depth)")
+    return builder
+
+
 def build_model(
     name: str, input_shape: Shape, num_classes: int, *, width: int | None = None, depth: int | None = None
 ) -> nn.Module:
     """The model ``name`` for inputs of ``input_shape`` (no batch dimension)."""
-    if name not in MODELS:
-        raise ConfigError("model", name, ", ".join(MODELS))
-    return MODELS[name](tuple(input_shape), num_classes, width, depth)
+    model = resolve_model(name)(tuple(input_shape), num_classes, width, depth)
+    if not isinstance(model, nn.Module):
+        raise ConfigError("model", name, f"a builder that returns a torch.nn.Module (it returned {type(model).__name__})")
+    return model
+
+
+def check_fits(name: str, input_shape: Shape, num_classes: int, *, width: int | None = None,
+               depth: int | None = None) -> None:
+    """Build the model on the meta device (no memory, no compute) and run one forward pass
+    on a meta batch of ``input_shape``: a model that cannot take the dataset's inputs, or
+    gives other than ``num_classes`` logits, fails here in one line, before any trial runs."""
+    with torch.device("meta"):
+        model = build_model(name, input_shape, num_classes, width=width, depth=depth)
+        try:
+            logits = model.eval()(torch.empty(2, *input_shape))
+        except (RuntimeError, ValueError, TypeError) as error:
+            reason = " ".join(str(error).split())[:200]
+            raise ConfigError("model", name, f"a model for inputs of shape {tuple(input_shape)} "
+                              f"(its forward pass fails: {reason})") from None
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, num_classes):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ConfigError("model", name, f"a model with {num_classes} outputs per example "
+                          f"(it gives {shape} for a batch of 2)")
 
 
 def _no_knob(model: str, **knobs: int | None) -> None:

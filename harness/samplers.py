@@ -1,4 +1,4 @@
-"""Index + weight streams for a finite sum f = (1/n) sum_i f_i (SCIENCE.md section 2).
+"""Index + weight streams for a finite sum f = (1/n) sum_i f_i (docs/science.md section 2).
 
 A sampler yields minibatch indices and per-sample weights; the minibatch loss is the
 weighted mean ``mean_j w_j * loss_{i_j}``, so plain-mean samplers give weights of ones and

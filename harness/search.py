@@ -106,7 +106,6 @@ class SearchCallback(StoreCallback):
         records, summary = loaded or ([], {})
         records = records + self.pending.get(item["trial_id"], [])
         self.write(item, records, summary, "ok", None, trial.num_failures + 1)
-        self.progress.update(trials)
 
 
 def tuning_item(name: str, search: Search, index: int, sampled: dict[str, Any]) -> dict[str, Any]:

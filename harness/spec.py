@@ -152,6 +152,7 @@ def parse_spec(text: str, overrides: Sequence[str] = (), source: str = "<spec>")
     # A spec with a tune: section and no grid: has no grid trials (not the one default trial).
     no_grid = tuning is not None and not doc["axes"] and doc["blocks"] is None
     trials = [] if no_grid else _expand(doc)
+    _check_models(trials)
     canonical = _dump(doc)
     return Spec(
         name=doc["name"],
@@ -469,6 +470,26 @@ def _expand(doc: dict[str, Any]) -> list[TrialConfig]:
                 seen.add(trial)
                 trials.append(trial)
     return trials
+
+
+def _check_models(trials: list[TrialConfig]) -> None:
+    """Every model must take its dataset's inputs: each (dataset, model, width, depth) is
+    built on the meta device and run once, so ``model: wrn`` on MNIST-1D fails here, not
+    in a Ray worker. Plug-in datasets are checked when their trial loads them."""
+    from harness.data import INPUTS
+    from harness.models import check_fits
+
+    seen: set[tuple[Any, ...]] = set()
+    for cfg in trials:
+        key = (cfg.dataset, cfg.model, cfg.width, cfg.depth)
+        if cfg.dataset not in INPUTS or key in seen:
+            continue
+        seen.add(key)
+        shape, classes = INPUTS[cfg.dataset]
+        try:
+            check_fits(cfg.model, shape, classes, width=cfg.width, depth=cfg.depth)
+        except ConfigError as err:
+            raise SpecError(err.field, err.value, f"{err.allowed} [dataset {cfg.dataset}]") from None
 
 
 def _drop_fixed(raw: dict[str, Any]) -> dict[str, Any]:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pandas as pd
+
 from harness import store
+from harness.progress import better, format_seconds, headline, work
 
 
 def sweep_status(sweep_dir: str | Path, list_trials: bool = False) -> str:
-    """A status table: trials ok, diverged, errored, in progress and not started; best so far."""
+    """A status table: trials ok, diverged, errored, running (or interrupted) with their last
+    recorded evaluation, not started; the best finished trial per workload."""
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / store.MANIFEST).exists():
         raise FileNotFoundError(f"{sweep_dir} is not a sambench sweep folder (no {store.MANIFEST})")
@@ -18,40 +23,66 @@ def sweep_status(sweep_dir: str | Path, list_trials: bool = False) -> str:
     recorded = set(trials_table.column("trial_id").to_pylist())
     started = set(epochs_table.column("trial_id").to_pylist()) - recorded
     counts = trials["status"].astype(str).value_counts().to_dict() if len(trials) else {}
-    # a tuning sweep (harness/tuning.py) also expects its searches' budgets
-    total = (sum(t.get("tags", {}).get("phase") != "tune" for t in manifest["trials"])
-             + sum(s["budget"] for s in manifest.get("tune", {}).get("searches", [])))
-    in_progress = sum(1 for t in manifest["trials"] if t["trial_id"] in started)
-    not_started = total - len(recorded) - in_progress
+    total = store.expected_trials(manifest)
+    running = [t for t in manifest["trials"] if t["trial_id"] in started]
+    not_started = total - len(recorded) - len(running)
     lines = [
         f"sweep {manifest['sweep']} ({sweep_dir}): {total} trials",
         f"  ok {counts.get('ok', 0)} · diverged {counts.get('diverged', 0)} · error {counts.get('error', 0)}"
-        f" · in progress or interrupted {in_progress} · not started {not_started}",
+        f" · running or interrupted {len(running)} · not started {not_started}",
     ]
-    lines += _best_lines(trials)
+    lines += _best_lines(trials_table.to_pylist())
+    if running:
+        lines += ["", "running or interrupted (last recorded evaluation):",
+                  _running_table(sweep_dir, running, epochs_table).to_string(index=False)]
     if list_trials and len(trials):
         columns = [c for c in ("trial_id", "method", "rho", "sampler", "dataset", "model", "seed",
                                "status", "final_test_acc", "final_rel_subopt", "final_lam_max",
                                "time_total") if c in trials and trials[c].notna().any()]
-        lines += ["", trials[columns].sort_values("trial_id").to_string(index=False)]
+        lines += ["", "recorded:", trials[columns].sort_values("trial_id").to_string(index=False)]
     errors = trials[trials["status"].astype(str) == "error"] if len(trials) else trials
     for _, row in errors.head(5).iterrows():
         lines.append(f"  error in {row['trial_id']} ({row['method']}): {row['error']}")
     return "\n".join(lines)
 
 
-def _best_lines(trials) -> list[str]:
-    """Best finished trial per workload: highest test accuracy, else lowest suboptimality."""
+def _running_table(sweep_dir: Path, running: list[dict], epochs_table) -> pd.DataFrame:
+    """One row per unfinished trial: its progress and the metrics of its last evaluation.
+    ``updated`` is the age of its progress file (the driver rewrites it every few seconds
+    while the trial runs, so a large age means an interrupted sweep)."""
+    ids = [t["trial_id"] for t in running]
+    epochs = epochs_table.to_pandas()
+    last = epochs[epochs["trial_id"].isin(ids)].sort_values("iteration").groupby("trial_id").tail(1)
+    last = last.set_index("trial_id")
+    rows = []
+    for entry in running:
+        tid, config = entry["trial_id"], entry["trial"]
+        record = last.loc[tid].to_dict() if tid in last.index else {}
+        done, total, unit = work(config, record)
+        progress = f"{unit} {done:g}/{total:g}" if unit == "epoch" else f"it {int(done)}/{int(total)}"
+        path = sweep_dir / "epochs" / f"{tid}{store.PARTIAL}"
+        age = format_seconds(time.time() - path.stat().st_mtime) + " ago" if path.exists() else "-"
+        row = {"trial_id": tid, "method": store.method_label(config), "dataset": config["dataset"],
+               "model": config["model"], "seed": config["seed"], "progress": progress}
+        for key in ("train_loss", "test_acc", "rel_subopt", "lam_max", "time_total"):
+            value = record.get(key)
+            if value is not None and value == value:
+                row[key] = value
+        row["updated"] = age
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("-")
+
+
+def _best_lines(rows: list[dict]) -> list[str]:
+    """Best finished trial per workload, by ``harness.progress.headline`` (final values)."""
+    best: dict[str, tuple[tuple[str, float, bool], dict]] = {}
+    for row in rows:
+        score = headline(row)
+        workload = f"{row['dataset']}/{row['model']}"
+        if score is not None and (workload not in best or better(score, best[workload][0])):
+            best[workload] = (score, row)
     lines = []
-    finished = trials[trials["status"].astype(str) != "error"] if len(trials) else trials
-    for (dataset, model), group in finished.groupby(["dataset", "model"], observed=True):
-        if group["final_test_acc"].notna().any():
-            best = group.loc[group["final_test_acc"].idxmax()]
-            value = f"final test acc {best['final_test_acc']:.4f}"
-        elif group["final_rel_subopt"].notna().any():
-            best = group.loc[group["final_rel_subopt"].idxmin()]
-            value = f"final rel. suboptimality {best['final_rel_subopt']:.3e}"
-        else:
-            continue
-        lines.append(f"  best on {dataset}/{model}: {value} — {best['method']} (trial {best['trial_id']})")
+    for workload, ((label, value, _), row) in sorted(best.items()):
+        shown = f"{value:.4f}" if label.endswith("acc") else f"{value:.3e}"
+        lines.append(f"  best on {workload}: {label} {shown} — {row['method']} (trial {row['trial_id']})")
     return lines

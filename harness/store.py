@@ -350,6 +350,13 @@ def read_manifest(sweep_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(sweep_dir) / MANIFEST).read_text(encoding="utf-8"))["manifest"]
 
 
+def expected_trials(manifest: Mapping[str, Any]) -> int:
+    """How many trials a sweep will record: its grid and final trials, plus each search's
+    budget (a search's own trials are suggested while it runs, so the manifest cannot list them)."""
+    return (sum(t.get("tags", {}).get("phase") != "tune" for t in manifest["trials"])
+            + sum(s["budget"] for s in manifest.get("tune", {}).get("searches", [])))
+
+
 def read_spec(sweep_dir: str | Path) -> tuple[str, str]:
     """(spec text, spec hash) as given to write_spec."""
     sweep_dir = Path(sweep_dir)

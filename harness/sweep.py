@@ -35,6 +35,8 @@ from ray.tune import Callback  # noqa: E402
 
 from harness import store  # noqa: E402
 from harness.config import TrialConfig  # noqa: E402
+from harness.extend import plan_extension, spec_changes  # noqa: E402
+from harness.progress import Progress, end_line  # noqa: E402
 from harness.records import RECORD_FIELDS  # noqa: E402
 from harness.spec import Spec, SpecError  # noqa: E402
 
@@ -71,8 +73,12 @@ def _trainable(config: dict[str, Any]) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            trial.load_state_dict(torch.load(Path(folder) / "state.pt", weights_only=False))
+            summary = json.loads((Path(folder) / "trial.json").read_text())
             records = json.loads((Path(folder) / "records.json").read_text())
+            if summary["done"]:  # finished, committed, its state dropped; Tune's snapshot lagged
+                tune.report({"new_records": [], "status": summary["status"], "done_records": len(records)})
+                return
+            trial.load_state_dict(torch.load(Path(folder) / "state.pt", weights_only=False))
     context = ray.get_runtime_context()
     node = f"{socket.gethostname()}/{context.get_node_id()[:8]}"
     # Tune's report costs milliseconds: a synthetic trial with thousands of records reports
@@ -123,15 +129,15 @@ def _read_checkpoint(checkpoint: Any) -> tuple[list[dict], dict] | None:
 
 # -- the driver side -----------------------------------------------------------------------
 class StoreCallback(Callback):
-    """Writes each finished trial to Parquet and prints a compact progress line.
+    """Writes each finished trial to Parquet and shows live progress (harness.progress).
 
     Module-level (not a closure) because Tune pickles the run config, callbacks included,
-    and restores it on ``sambench resume``.
+    and restores it on ``sambench resume``; ``setup`` gives every fit a fresh clock.
     """
 
     def __init__(self, sweep_dir: Path, spec_hash: str, sweep: str, quiet: bool) -> None:
-        self.sweep_dir, self.spec_hash, self.sweep = sweep_dir, spec_hash, sweep
-        self.progress = Progress(quiet)
+        self.sweep_dir, self.spec_hash, self.sweep, self.quiet = sweep_dir, spec_hash, sweep, quiet
+        self.progress = Progress(total=0, quiet=True)
         self.pending: dict[str, list[dict]] = {}
         self.last_partial: dict[str, float] = {}
 
@@ -139,11 +145,21 @@ class StoreCallback(Callback):
         """The trial's ``{"trial_id", "trial": config, "tags"}``; a search overrides it."""
         return trial.config["item"]
 
+    def setup(self, **info):
+        self.progress = Progress.for_sweep(self.sweep_dir, quiet=self.quiet)
+
+    def on_step_end(self, iteration, trials, **info):
+        self.progress.refresh()  # the clock and the ETAs move between events too
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.progress.update(trials)
+        item = self.item(trial)
+        last = (trial.last_result or {}).get("new_records") or [None]
+        self.progress.started(item["trial_id"], item["trial"], last[-1])
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         tid = self.item(trial)["trial_id"]
+        if result.get("new_records"):
+            self.progress.result(tid, result["new_records"][-1])
         if result.get("new_records") and "done_records" not in result:
             self.pending.setdefault(tid, []).extend(result["new_records"])
             if time.monotonic() - self.last_partial.get(tid, 0.0) > 5.0:
@@ -155,17 +171,17 @@ class StoreCallback(Callback):
         if loaded is not None:
             records, summary = loaded
             self.write(self.item(trial), records, summary, summary["status"], None, trial.num_failures + 1)
-        self.progress.update(trials)
+            drop_checkpoints(trial.checkpoint)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         records, summary = _read_checkpoint(trial.checkpoint) or ([], {})
         # Every attempt failed: Tune has counted each one in num_failures.
         self.write(self.item(trial), records, summary, "error", _error_line(trial.error_file),
                    trial.num_failures)
-        self.progress.update(trials)
+        drop_checkpoints(trial.checkpoint)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self.progress.update(trials)
+        self.progress.restarted(self.item(trial)["trial_id"])
 
     def write(self, item: dict, records: list[dict], summary: dict, status: str,
               error: str | None, attempts: int) -> None:
@@ -178,7 +194,32 @@ class StoreCallback(Callback):
             tags=item.get("tags"),
         )
         store.write_trial(self.sweep_dir, row, records)
-        self.progress.finished(row)
+        self.progress.finished(tid, row)
+
+
+def drop_checkpoints(checkpoint: Any) -> None:
+    """Free the disk of a trial whose Parquet rows are committed (the rows hold all it
+    recorded), so disk use grows with running trials, not finished ones: older checkpoints
+    go whole, the final one keeps only its records and summary (kilobytes), which is what
+    a resume needs if the driver died before Tune saved the trial as finished (the
+    trainable then re-reports it without training). Works on any Tune storage (local,
+    NFS, object store) through the checkpoint's filesystem."""
+    if checkpoint is None:
+        return
+    import pyarrow.fs as pafs
+
+    fs, final = checkpoint.filesystem, checkpoint.path.rstrip("/")
+    folder = os.path.dirname(final)
+    try:
+        for entry in fs.get_file_info(pafs.FileSelector(folder)):
+            if entry.type != pafs.FileType.Directory or not entry.base_name.startswith("checkpoint_"):
+                continue
+            if entry.path.rstrip("/") == final:
+                fs.delete_file(f"{final}/state.pt")
+            else:
+                fs.delete_dir(entry.path)
+    except OSError as error:  # a clean-up that failed costs disk space, never results
+        print(f"sambench: could not delete the checkpoints in {folder}: {error}", file=sys.stderr)
 
 
 class TrackerCallback(Callback):
@@ -235,52 +276,6 @@ def _error_line(error_file: str | None) -> str:
     return lines[-1][:500] if lines else "trial failed (no error message)"
 
 
-class Progress:
-    """A compact live view: counts by state and the best metric so far.
-
-    On a terminal one line is rewritten in place; in a log, a line is printed at most every
-    ``every`` seconds, plus one whenever a trial fails and one at the end.
-    """
-
-    def __init__(self, quiet: bool, every: float = 10.0):
-        self.quiet, self.every = quiet, every
-        self.tty = sys.stdout.isatty()
-        self.start = time.monotonic()
-        self.printed_at = -every
-        self.best: tuple[float, str] | None = None
-        self.failed = 0
-
-    def finished(self, row: dict[str, Any]) -> None:
-        metric = row.get("best_test_acc")
-        if metric is None and row.get("final_rel_subopt") is not None:
-            metric = -row["final_rel_subopt"]
-        if metric is not None and (self.best is None or metric > self.best[0]):
-            self.best = (metric, f"{row['method']}, {row['dataset']}, trial {row['trial_id']}")
-
-    def update(self, trials: list[Any]) -> None:
-        if self.quiet:
-            return
-        counts: dict[str, int] = {}
-        for trial in trials:
-            counts[trial.status] = counts.get(trial.status, 0) + 1
-        done, failed = counts.get("TERMINATED", 0), counts.get("ERROR", 0)
-        line = (
-            f"[{time.monotonic() - self.start:6.0f}s] {done}/{len(trials)} done"
-            f" · {counts.get('RUNNING', 0)} running · {counts.get('PENDING', 0)} pending · {failed} failed"
-        )
-        if self.best is not None:
-            label = "best test acc" if self.best[0] >= 0 else "best rel. subopt."
-            line += f" · {label} {abs(self.best[0]):.4g} ({self.best[1]})"
-        now = time.monotonic()
-        last = done + failed == len(trials)
-        if self.tty:
-            print("\r" + line + "\x1b[K", end="\n" if last else "", flush=True)
-        elif last or failed > self.failed or now - self.printed_at >= self.every:
-            print(line, flush=True)
-            self.printed_at = now
-        self.failed = failed
-
-
 # -- public entry points -------------------------------------------------------------------
 def run_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = SweepOptions()) -> Path:
     """Run every trial of ``spec``; results land in ``results_root/<spec.name>/``."""
@@ -315,12 +310,33 @@ def _already_recorded(sweep_dir: Path, spec: Spec) -> bool:
         return False
     manifest = store.read_manifest(sweep_dir)
     if manifest["spec_hash"] != spec.spec_hash:
-        raise SweepError(f"{sweep_dir} already holds a sweep with a different spec; "
-                         "choose another name or results folder")
+        changed = ", ".join(path for path, _, _ in spec_changes(store.read_spec(sweep_dir)[0], spec.text))
+        raise SweepError(f"{sweep_dir} already holds a sweep with a different spec (changed: {changed}); "
+                         "add --extend to add the new trials, or choose another name or results folder")
     done = store.completed_trial_ids(sweep_dir, include_errors=True)
     if all(t["trial_id"] in done for t in manifest["trials"]):
         return True
     raise SweepError(f"{sweep_dir} already exists: continue it with `sambench resume {sweep_dir}`")
+
+
+def extend_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = SweepOptions()) -> Path:
+    """Grow the recorded sweep ``results_root/<spec.name>`` to ``spec``: print what changed,
+    keep every recorded trial whose config is unchanged, run only the new ones. What is
+    refused, and why, is in harness.extend. A folder that does not exist yet is a plain run."""
+    sweep_dir = Path(results_root).resolve() / spec.name
+    if not (sweep_dir / store.MANIFEST).exists():
+        return run_sweep(spec, results_root, options)
+    with _sweep_lock(sweep_dir):
+        plan = plan_extension(sweep_dir, spec)
+        print(plan.summary(), flush=True)
+        if plan.new:
+            _join_cluster(spec.resources, options)  # before writing: a refusal leaves the folder as it was
+        store.write_spec(sweep_dir, spec.text, spec.spec_hash, plan.manifest)
+        if plan.new:
+            _run_tuner(spec.name, sweep_dir, plan.new, spec.resources, spec.max_failures, spec.spec_hash,
+                       options.storage or plan.manifest["storage"], options, restore=False,
+                       max_concurrent=spec.max_concurrent)
+    return sweep_dir
 
 
 def resume_sweep(sweep_dir: str | Path, options: SweepOptions = SweepOptions(),
@@ -412,8 +428,11 @@ def _run_tuner(name: str, sweep_dir: Path, trials: list[dict], resources: dict[s
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             ),
         )
-    with _quiet_tune():
-        results = tuner.fit()
+    try:
+        with _quiet_tune():
+            results = tuner.fit()
+    finally:
+        end_line()  # whatever is printed next (a summary, an error) starts on its own line
     _reconcile(sweep_dir, name, spec_hash, results)
 
 
@@ -445,5 +464,7 @@ def _reconcile(sweep_dir: Path, name: str, spec_hash: str, results: Any) -> None
         if result.error is not None:
             records, summary = loaded or ([], {})
             writer.write(item, records, summary, "error", str(result.error).strip().splitlines()[-1][:500], 1)
+            drop_checkpoints(result.checkpoint)
         elif loaded is not None and loaded[1].get("done"):
             writer.write(item, loaded[0], loaded[1], loaded[1]["status"], None, 1)
+            drop_checkpoints(result.checkpoint)

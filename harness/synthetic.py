@@ -1,6 +1,6 @@
 """The trial engine for the paper's synthetic problems (least squares, ridge, logistic).
 
-Unified SAM with the plain gradient-descent base (SCIENCE.md section 1), on a problem
+Unified SAM with the plain gradient-descent base (docs/science.md section 1), on a problem
 from ``harness.data.load_problem``: at step t, with the sampler's indices i_j and weights
 w_j and the weighted minibatch gradient g(x) = mean_j w_j grad f_{i_j}(x),
 
@@ -258,7 +258,7 @@ class SyntheticTrial:
                 "sampler", cfg.sampler,
                 "a sampler with Expected Residual constants (full, uniform, tau_nice, importance) when step_rule is set",
             )
-        # SCIENCE.md section 3: L = L_max in the stochastic case.
+        # docs/science.md section 3: L = L_max in the stochastic case.
         L = p.L if cfg.sampler == "full" else p.L_max
         A, B = self._constants
         return theory_step_sizes(cfg.step_rule, mu=float(p.mu), L=float(L), A=float(A), B=float(B), lam=float(cfg.lam))

@@ -1,4 +1,4 @@
-"""Step sizes from the theory for PL problems (SCIENCE.md section 3).
+"""Step sizes from the theory for PL problems (docs/science.md section 3).
 
 Constant (rho*, gamma*) from the problem constants mu (PL), L (smoothness; L_max in the
 stochastic case) and the sampler's Expected Residual constants (A, B), in the two closed

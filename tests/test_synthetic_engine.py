@@ -239,7 +239,7 @@ def test_config_errors(changes, field):
 
 
 def test_figure1_usam_converges_sam_plateaus():
-    """SCIENCE.md section 4, experiment 1: deterministic least squares, v2 steps."""
+    """docs/science.md section 4, experiment 1: deterministic least squares, v2 steps."""
     base = dict(dataset="leastsq", n_samples=100, dim=100, reg=0.0, lr=None, rho=None,
                 step_rule="v2", sampler="full", batch_size=100, iterations=10_000, eval_every=100)
     usam = list(SyntheticTrial(_cfg(lam=0.0, **base)).records())
