@@ -15,9 +15,9 @@ from typing import Any, Mapping
 from harness.errors import ConfigError, is_number
 
 LR_SCHEDULES = ("constant", "step", "cosine", "decreasing")
-STEP_RULES = ("v1", "v2")
 DEVICES = ("auto", "cpu", "cuda")
 IMPORTANCE_PROXIES = ("loss", "gradnorm")
+IMPORTANCE_DEFAULTS = {"importance_proxy": "loss", "importance_mix": 0.1, "importance_refresh": 1}
 SPECTRA = ("cond", "spread")
 
 
@@ -50,7 +50,7 @@ class TrialConfig:
     rho: float | None = None          # perturbation radius; 0 for sgd
     lr: float | None = None           # required unless a step_rule computes it
     lr_schedule: str = "constant"
-    step_rule: str | None = None      # "v1"/"v2": lr and rho from the problem's constants
+    step_rule: str | None = None      # "v1"/"v2"/"v2_noiseless": lr and rho from the problem's constants
     momentum: float = 0.0
     weight_decay: float = 0.0
     bn_policy: str = "clean"
@@ -58,9 +58,11 @@ class TrialConfig:
     sampler: str = "reshuffle"
     batch_size: int = 128
     paper_compat: bool = False        # the reference code's sampler: no reweighting, with replacement
-    importance_proxy: str = "loss"    # neural nets: per-sample loss or gradient-norm bound
-    importance_mix: float = 0.1       # p = (1 - mix) * proxy + mix * uniform
-    importance_refresh: int = 1       # epochs between proxy refreshes
+    # neural nets only (null: the defaults below); synthetic problems sample p_i ~ L_i exactly,
+    # so these stay null there and setting one is an error
+    importance_proxy: str | None = None    # per-sample loss or gradient-norm bound (default "loss")
+    importance_mix: float | None = None    # p = (1 - mix) * proxy + mix * uniform (default 0.1)
+    importance_refresh: int | None = None  # epochs between proxy refreshes (default 1)
     # length and measurement
     epochs: int | None = None
     iterations: int | None = None
@@ -112,6 +114,7 @@ class TrialConfig:
         from harness.optim import BN_POLICIES, OPTIMIZERS
         from harness.samplers import SAMPLERS
         from harness.sharpness import SHARPNESS_METHODS
+        from harness.theory import STEP_RULE_NAMES
 
         _one_of("dataset", self.dataset, DATASETS)
         _one_of("model", self.model, MODELS)
@@ -121,17 +124,16 @@ class TrialConfig:
         _one_of("device", self.device, DEVICES)
         _one_of("bn_policy", self.bn_policy, BN_POLICIES)
         _one_of("sharpness_method", self.sharpness_method, SHARPNESS_METHODS)
-        _one_of("importance_proxy", self.importance_proxy, IMPORTANCE_PROXIES)
         _one_of("spectrum", self.spectrum, SPECTRA)
         if self.step_rule is not None:
-            _one_of("step_rule", self.step_rule, STEP_RULES)
+            _one_of("step_rule", self.step_rule, STEP_RULE_NAMES)
 
         for name in ("download", "fake_data", "consistent", "paper_compat", "sharpness_trace"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "true or false")
         if self.augment is not None and not isinstance(self.augment, bool):
             raise ConfigError("augment", self.augment, "true, false or null")
-        for name in ("batch_size", "n_samples", "dim", "importance_refresh", "sharpness_samples"):
+        for name in ("batch_size", "n_samples", "dim", "sharpness_samples"):
             _positive_int(name, getattr(self, name))
         for name in ("width", "depth", "train_subset", "test_subset", "epochs", "iterations", "eval_every"):
             if getattr(self, name) is not None:
@@ -142,7 +144,6 @@ class TrialConfig:
         for name in ("momentum", "weight_decay", "reg"):
             _number_at_least(name, getattr(self, name), 0.0)
         _number_at_least("cond", self.cond, 1.0)
-        _number_in("importance_mix", self.importance_mix, 0.0, 1.0)
         if self.momentum >= 1.0:
             raise ConfigError("momentum", self.momentum, "a number in [0, 1)")
 
@@ -166,7 +167,7 @@ class TrialConfig:
             if not os.path.isdir(self.data_root):
                 raise ConfigError("data_root", self.data_root, "an existing folder (or download: true)")
 
-        changes = _resolve_optimizer(self)
+        changes = _resolve_optimizer(self) | _resolve_importance(self, synthetic)
         if self.step_rule is None:
             lr = changes.get("lr", self.lr)
             if lr is None or not is_number(lr) or lr <= 0:
@@ -211,6 +212,23 @@ def _resolve_optimizer(cfg: TrialConfig) -> dict[str, Any]:
     elif isinstance(changes.get("lam", cfg.lam), str):
         raise ConfigError("lam", cfg.lam, "a number in [0, 1] with a step_rule (the theory needs a fixed lam)")
     return changes
+
+
+def _resolve_importance(cfg: TrialConfig, synthetic: bool) -> dict[str, Any]:
+    """The importance-sampling proxy settings that will run: the network defaults where
+    unset; on a synthetic problem none applies (p_i ~ L_i exactly), so they stay null."""
+    given = {name: getattr(cfg, name) for name in ("importance_proxy", "importance_mix", "importance_refresh")}
+    if synthetic:
+        for name, value in given.items():
+            if value is not None:
+                raise ConfigError(name, value, "null for synthetic problems (importance sampling there uses "
+                                               "p_i proportional to the exact L_i: no proxy, mix or refresh)")
+        return {}
+    resolved = {name: IMPORTANCE_DEFAULTS[name] if value is None else value for name, value in given.items()}
+    _one_of("importance_proxy", resolved["importance_proxy"], IMPORTANCE_PROXIES)
+    _number_in("importance_mix", resolved["importance_mix"], 0.0, 1.0)
+    _positive_int("importance_refresh", resolved["importance_refresh"])
+    return resolved
 
 
 def _one_of(field: str, value: Any, allowed: Mapping[str, Any] | tuple[str, ...]) -> None:

@@ -1,4 +1,4 @@
-"""Index + weight streams for a finite sum f = (1/n) sum_i f_i (SCIENCE.md section 2).
+"""Index + weight streams for a finite sum f = (1/n) sum_i f_i.
 
 A sampler yields minibatch indices and per-sample weights; the minibatch loss is the
 weighted mean ``mean_j w_j * loss_{i_j}``, so plain-mean samplers give weights of ones and
@@ -9,14 +9,9 @@ saved and restored mid-epoch so a resumed run continues the identical stream.
 ``draw(k)`` returns the next k batches as ``[k, b]`` tensors without a per-step Python
 loop; ``next_batch()`` is ``draw(1)`` for one batch, so both read the same stream.
 
-Expected Residual constants (A, B) in E||grad f_S||^2 <= 2A (f - f_inf) + B ||grad f||^2 + C:
-full (0, 1) and tau-nice as in the table. For tau independent draws with replacement,
-i ~ p, estimate (1/tau) sum_j grad f_{i_j} / (n p_{i_j}):
-  * one draw: E||grad f_i / (n p_i)||^2 = (1/n) sum_i ||grad f_i||^2 / (n p_i)
-    <= 2 max_i(L_i / (n p_i)) (f - f_inf) + C, using ||grad f_i||^2 <= 2 L_i (f_i - f_i^inf);
-    so A = max_i L_i / (n p_i): L_max for uniform p, Lbar for p proportional to L_i;
-  * tau iid draws: E||mean||^2 = (1/tau) E||one||^2 + (1 - 1/tau) ||grad f||^2,
-    so A / tau and B = (tau - 1) / tau.
+``constants`` gives the sampler's Expected Residual constants (A, B), derived in
+``harness.sampler_constants``; ``constants_caveat`` says, in one line, when those numbers
+are not a proved bound for what was drawn (None when they are).
 "paper-compat" reproduces the reference code: minibatches with replacement, importance
 sampling without reweighting, and the constants that code plugs into its step sizes.
 """
@@ -30,6 +25,8 @@ import numpy as np
 import torch
 
 from harness.errors import ConfigError
+from harness.sampler_constants import (UNWEIGHTED_CAVEAT, WITH_REPLACEMENT_CAVEAT, check_smoothness,
+                                       tau_nice_constants, with_replacement_constants)
 
 IMPORTANCE_PROXY_NAMES = ("loss", "gradnorm")
 _MAX_CHUNK_ELEMENTS = 1 << 22  # bounds the [rows, n] scratch of the tau-nice fallback
@@ -78,6 +75,14 @@ class Sampler:
         """(A, B) of the Expected Residual bound for these per-sample smoothness constants L_i."""
         raise NotImplementedError
 
+    def constants_caveat(self) -> str | None:
+        """Why ``constants`` are not a proved bound for this draw (one line), or None."""
+        return None
+
+    def samples_in(self, batches: int) -> int:
+        """How many samples the first ``batches`` batches of the stream hold (b each here)."""
+        return int(batches) * self.batch_size
+
     def update_scores(self, scores: torch.Tensor | np.ndarray) -> None:
         raise TypeError(f"sampler {self.name!r} has no sampling scores; only 'importance' does")
 
@@ -125,7 +130,7 @@ class FullBatch(Sampler):
         return torch.arange(self.n).repeat(k, 1), torch.ones(k, self.n)
 
     def constants(self, smoothness: np.ndarray) -> tuple[float, float]:
-        _check_smoothness(smoothness, self.n)
+        check_smoothness(smoothness, self.n)
         return 0.0, 1.0
 
     def describe(self) -> str:
@@ -142,10 +147,13 @@ class Uniform(Sampler):
         return idx, torch.ones(k, self.batch_size)
 
     def constants(self, smoothness: np.ndarray) -> tuple[float, float]:
-        L = _check_smoothness(smoothness, self.n)
+        L = check_smoothness(smoothness, self.n)
         if self.paper_compat:
-            return _tau_nice_constants(L, self.batch_size)
+            return tau_nice_constants(L, self.batch_size)
         return float(L.max()) / self.batch_size, (self.batch_size - 1) / self.batch_size
+
+    def constants_caveat(self) -> str | None:
+        return WITH_REPLACEMENT_CAVEAT if self.paper_compat and self.batch_size > 1 else None
 
     def describe(self) -> str:
         tail = ", paper-compat constants" if self.paper_compat else ""
@@ -174,7 +182,10 @@ class TauNice(Sampler):
         return idx, torch.ones(k, self.batch_size)
 
     def constants(self, smoothness: np.ndarray) -> tuple[float, float]:
-        return _tau_nice_constants(_check_smoothness(smoothness, self.n), self.batch_size)
+        return tau_nice_constants(check_smoothness(smoothness, self.n), self.batch_size)
+
+    def constants_caveat(self) -> str | None:
+        return WITH_REPLACEMENT_CAVEAT if self.paper_compat and self.batch_size > 1 else None
 
     def describe(self) -> str:
         how = "paper-compat: with replacement" if self.paper_compat else "without replacement"
@@ -254,10 +265,13 @@ class Importance(Sampler):
         paper-compat: the reference code's numbers, (Lbar, 0) at b = 1 (its importance
         experiment) and the tau-nice constants at b > 1 (its minibatch experiments).
         """
-        L = _check_smoothness(smoothness, self.n)
+        L = check_smoothness(smoothness, self.n)
         if self.paper_compat:
-            return (float(L.mean()), 0.0) if self.batch_size == 1 else _tau_nice_constants(L, self.batch_size)
-        return _with_replacement_constants(L, self._p.numpy(), self.batch_size)
+            return (float(L.mean()), 0.0) if self.batch_size == 1 else tau_nice_constants(L, self.batch_size)
+        return with_replacement_constants(L, self._p.numpy(), self.batch_size)
+
+    def constants_caveat(self) -> str | None:
+        return UNWEIGHTED_CAVEAT if self.paper_compat else None
 
     def describe(self) -> str:
         mix = f", mix={self.mix:g}" if self.mix > 0 else ""
@@ -325,8 +339,13 @@ class Reshuffle(Sampler):
         return idx, weights
 
     def constants(self, smoothness: np.ndarray) -> None:
-        _check_smoothness(smoothness, self.n)
+        check_smoothness(smoothness, self.n)
         return None
+
+    def samples_in(self, batches: int) -> int:
+        """Each epoch of ceil(n/b) batches holds exactly n samples (its last batch is short)."""
+        epochs, rest = divmod(int(batches), self.batches_per_epoch)
+        return epochs * self.n + rest * self.batch_size
 
     def describe(self) -> str:
         return f"reshuffle(b={self.batch_size}, keep last)"
@@ -401,26 +420,6 @@ def _distinct_rows(k: int, n: int, b: int, generator: torch.Generator) -> torch.
 def _has_repeat(rows: torch.Tensor) -> torch.Tensor:
     ordered = rows.sort(dim=1).values
     return (ordered[:, 1:] == ordered[:, :-1]).any(dim=1)
-
-
-def _tau_nice_constants(L: np.ndarray, tau: int) -> tuple[float, float]:
-    n = len(L)
-    if n == 1:
-        return 0.0, 1.0
-    return (n - tau) / (tau * (n - 1)) * float(L.max()), n * (tau - 1) / (tau * (n - 1))
-
-
-def _with_replacement_constants(L: np.ndarray, p: np.ndarray, tau: int) -> tuple[float, float]:
-    n = len(L)
-    ratio = np.divide(L, n * p, out=np.where(L > 0, np.inf, 0.0), where=p > 0)
-    return float(ratio.max()) / tau, (tau - 1) / tau
-
-
-def _check_smoothness(smoothness: np.ndarray, n: int) -> np.ndarray:
-    L = np.asarray(smoothness, dtype=np.float64)
-    if L.shape != (n,) or not np.all(np.isfinite(L)) or np.any(L < 0):
-        raise ValueError(f"smoothness must be {n} finite non-negative numbers, got shape {L.shape}")
-    return L
 
 
 def _check_scores(scores: np.ndarray, n: int, mix: float) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import synthetic
+from harness import synthetic, synthetic_kernel
 from harness.config import ConfigError, TrialConfig
 from harness.data import load_problem
 from harness.samplers import build_sampler
@@ -186,8 +186,8 @@ def test_kernels_compile_once_per_process():
                     {"dataset": "logreg", "sampler": "importance"}, {"sampler": "reshuffle", "batch_size": 7},
                     {"lr": None, "rho": None, "step_rule": "v2", "lr_schedule": "decreasing"}):
         list(SyntheticTrial(_cfg(iterations=20, eval_every=7, **changes)).records())
-    assert len(synthetic._run_steps.signatures) == 1
-    assert len(synthetic._evaluate.signatures) == 1
+    assert len(synthetic_kernel.run_steps.signatures) == 1
+    assert len(synthetic_kernel.evaluate.signatures) == 1
 
 
 def test_same_config_same_records():
@@ -239,7 +239,7 @@ def test_config_errors(changes, field):
 
 
 def test_figure1_usam_converges_sam_plateaus():
-    """SCIENCE.md section 4, experiment 1: deterministic least squares, v2 steps."""
+    """The paper's Figure 1: deterministic least squares, v2 steps."""
     base = dict(dataset="leastsq", n_samples=100, dim=100, reg=0.0, lr=None, rho=None,
                 step_rule="v2", sampler="full", batch_size=100, iterations=10_000, eval_every=100)
     usam = list(SyntheticTrial(_cfg(lam=0.0, **base)).records())

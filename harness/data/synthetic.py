@@ -1,5 +1,5 @@
-"""The paper's synthetic problems (SCIENCE.md section 4), generated from a seed, with
-their constants, so theory step sizes can be computed by name.
+"""The paper's synthetic problems (Oikonomou & Loizou, ICLR 2025, section 4), generated
+from a seed, with their constants, so theory step sizes can be computed by name.
 
 All three are finite sums f(x) = (1/n) sum_i f_i(x) over the rows a_i of A (n x d):
 
