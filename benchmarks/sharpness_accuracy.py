@@ -1,110 +1,210 @@
-"""Lanczos vs PyHessian-style power iteration on a tiny MLP with a known Hessian, and the
-cost of one Hessian-vector product of a small CNN on 512 samples (CPU, one thread).
+"""Sharpness accuracy and cost against float64 references, side by side in one run:
+Lanczos (harness.sharpness, at 1e-3, 1e-4 and 1e-6 targets), power iteration (the same
+operator, PyHessian's stop rule) and PyHessian 0.1 itself (``cuda=False``); then the cost
+of one Hessian-vector product (HVP) by each product mode against one gradient.
 
-Run: .venv/bin/python benchmarks/sharpness_accuracy.py   (under a minute)
+Problems:
+- tiny MLP: 64-32-10 ReLU, float32, on the first 256 sklearn digits (x / 16, standardised);
+  reference: the eigenvalues of its full float64 Hessian.
+- CNN: the PyTorch MNIST example net without dropout (conv 1-32, conv 32-64, maxpool,
+  fc 9216-128, fc 128-10; 1,199,882 parameters), ``torch.manual_seed(0)``; 512 inputs
+  ``randn(512, 1, 28, 28)`` and labels ``randint(0, 10)`` from ``Generator().manual_seed(123)``;
+  reference: ``CNN_REFERENCE``, float64 Lanczos on a float64 copy (``--reference``).
+
+Run (CPU, one thread; tens of minutes, most of it the CNN):
+  PYTHONPATH=. .venv/bin/python benchmarks/sharpness_accuracy.py [--cnn-seeds 1] [--skip-cost]
+  PYTHONPATH=. .venv/bin/python benchmarks/sharpness_accuracy.py --reference   # recompute CNN_REFERENCE
+Needs the ``bench`` extra (pyhessian==0.1).
 """
 
 from __future__ import annotations
 
+import argparse
+import copy
+import importlib
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import time
+from typing import Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp
+from torch.func import functional_call
 
-from harness.models import build_model
 from harness.sharpness import HessianOperator, lanczos_top_eigenvalue, power_iteration
 
-PROBLEM_SEEDS = range(4)
-PROBE_SEEDS = range(5)
+CNN_REFERENCE = 15.4774651  # float64 top eigenvalue of the CNN problem; --reference prints it
+TARGETS = (1e-3, 1e-4, 1e-6)
 
 
-def tiny_mlp(seed: int):
-    """5-20-3 tanh MLP (183 parameters, float64) on 64 random points, cross-entropy."""
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(5, 20), nn.Tanh(), nn.Linear(20, 3)).double()
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(64, 5, generator=g, dtype=torch.float64)
-    y = torch.randint(0, 3, (64,), generator=g)
-    return model, nn.functional.cross_entropy, x, y
+def tiny_mlp():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x[:256] / 16.0, dtype=torch.float32)
+    x = (x - x.mean()) / x.std()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    return model, x, torch.tensor(y[:256])
 
 
-def exact_spectrum(model: nn.Module, loss_fn, x, y) -> torch.Tensor:
-    names = [name for name, _ in model.named_parameters()]
-    shapes = [p.shape for p in model.parameters()]
+def cnn(samples: int = 512):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10))
+    g = torch.Generator().manual_seed(123)
+    x, y = torch.randn(512, 1, 28, 28, generator=g), torch.randint(0, 10, (512,), generator=g)
+    return model, x[:samples], y[:samples]
+
+
+def full_hessian_top(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The top eigenvalue of the full float64 Hessian (small models only)."""
+    model = copy.deepcopy(model).double()
+    names, shapes = [n for n, _ in model.named_parameters()], [p.shape for p in model.parameters()]
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
     def loss_of(w):
         pieces = [c.view(s) for c, s in zip(w.split([s.numel() for s in shapes]), shapes)]
-        return loss_fn(functional_call(model, dict(zip(names, pieces)), (x,)), y)
+        return nn.functional.cross_entropy(functional_call(model, dict(zip(names, pieces)), (x.double(),)), y)
 
-    return torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss_of, flat))
-
-
-def accuracy_table() -> None:
-    print("tiny MLP, float64; mean over probe seeds", list(PROBE_SEEDS))
-    print(f"{'problem':>7} {'top gap':>8} | {'lanczos hvps':>12} {'rel err':>9} | {'power hvps':>10} {'rel err':>9}")
-    totals: dict[str, list[float]] = {"lh": [], "le": [], "ph": [], "pe": []}
-    for seed in PROBLEM_SEEDS:
-        model, loss_fn, x, y = tiny_mlp(seed)
-        spectrum = exact_spectrum(model, loss_fn, x, y)
-        exact, gap = spectrum[-1].item(), ((spectrum[-1] - spectrum[-2]) / spectrum[-1]).item()
-        op = HessianOperator(model, loss_fn, x, y)
-        row: dict[str, list[float]] = {"lh": [], "le": [], "ph": [], "pe": []}
-        for probe in PROBE_SEEDS:
-            lz = lanczos_top_eigenvalue(op, generator=torch.Generator().manual_seed(probe), tol=1e-6)
-            pw = power_iteration(op, generator=torch.Generator().manual_seed(probe), tol=1e-3)
-            for key, value in (("lh", lz.hvps), ("le", abs(lz.value - exact) / exact),
-                               ("ph", pw.hvps), ("pe", abs(pw.value - exact) / exact)):
-                row[key].append(value)
-                totals[key].append(value)
-        m = {k: statistics.mean(v) for k, v in row.items()}
-        print(f"{seed:>7} {gap:>8.3f} | {m['lh']:>12.1f} {m['le']:>9.1e} | {m['ph']:>10.1f} {m['pe']:>9.1e}")
-    m = {k: statistics.mean(v) for k, v in totals.items()}
-    print(f"{'mean':>7} {'':>8} | {m['lh']:>12.1f} {m['le']:>9.1e} | {m['ph']:>10.1f} {m['pe']:>9.1e}")
-    print(f"worst: lanczos rel err {max(totals['le']):.1e}, power rel err {max(totals['pe']):.1e}")
+    return torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss_of, flat))[-1].item()
 
 
-def median_seconds(fn, repeats: int = 3) -> tuple[float, float]:
-    """Median (wall, CPU) seconds after a warm-up; CPU time (this process, user + system)
-    is the fairer figure on a shared machine, wall time the one a run would see."""
-    fn()
+def pyhessian_top(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> tuple[float, int, float]:
+    """PyHessian 0.1's power iteration (its defaults: maxIter 100, tol 1e-3), its HVPs
+    counted; on a copy, since it writes graph-carrying .grad into the model."""
+    ph = importlib.import_module("pyhessian.hessian")  # the module; the package exports a class of that name
+
+    calls = [0]
+    original = ph.hessian_vector_product
+
+    def counted(*args):
+        calls[0] += 1
+        return original(*args)
+
+    ph.hessian_vector_product = counted
+    try:
+        start = time.perf_counter()
+        torch.manual_seed(seed)  # PyHessian draws its start vector from the global RNG
+        top = ph.hessian(copy.deepcopy(model), nn.functional.cross_entropy, data=(x, y), cuda=False).eigenvalues()[0][0]
+        return top, calls[0], time.perf_counter() - start
+    finally:
+        ph.hessian_vector_product = original
+
+
+def accuracy(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, reference: float, seeds: range) -> None:
+    """One table: median HVPs and seconds over probe seeds, worst relative error and the
+    largest relative error estimate, and whether the estimate covered the error every time."""
+    runs: dict[str, list[tuple[int, float, float, float]]] = {}
+    op = HessianOperator(model, nn.functional.cross_entropy, x, y)
+    for seed in seeds:
+        for tol in TARGETS:
+            r = lanczos_top_eigenvalue(op, generator=torch.Generator().manual_seed(seed), tol=tol)
+            runs.setdefault(f"lanczos, target {tol:g}", []).append((r.hvps, r.seconds, r.value, r.error))
+        r = power_iteration(op, generator=torch.Generator().manual_seed(seed), tol=1e-3)
+        runs.setdefault("power iteration, tol 1e-3", []).append((r.hvps, r.seconds, r.value, r.error))
+        value, hvps, seconds = pyhessian_top(model, x, y, seed)
+        runs.setdefault("PyHessian 0.1, tol 1e-3", []).append((hvps, seconds, value, float("nan")))
+    print(f"\n{name}: {op.dim:,} parameters, {len(x)} samples, float64 reference {reference:.10g}, "
+          f"probe seeds {list(seeds)}, HVP mode {op.mode}")
+    print("| method | HVPs (median) | seconds (median) | worst rel. error | worst rel. error estimate | estimate >= error |")
+    print("|---|---|---|---|---|---|")
+    for method, rows in runs.items():
+        errors = [abs(v - reference) / abs(reference) for _, _, v, _ in rows]
+        estimates = [e / abs(v) for _, _, v, e in rows]
+        covered = "n/a" if "PyHessian" in method else ("yes" if all(
+            abs(v - reference) <= e for _, _, v, e in rows) else "NO")
+        print(f"| {method} | {statistics.median(h for h, _, _, _ in rows):g} | "
+              f"{statistics.median(s for _, s, _, _ in rows):.2f} | {max(errors):.1e} | "
+              f"{'n/a' if 'PyHessian' in method else f'{max(estimates):.1e}'} | {covered} |")
+
+
+def reference(samples: int) -> None:
+    """The CNN's float64 reference: Lanczos on a float64 copy, to 1e-12 relative."""
+    model, x, y = cnn(samples)
+    op = HessianOperator(model.double(), nn.functional.cross_entropy, x.double(), y)
+    r = lanczos_top_eigenvalue(op, generator=torch.Generator().manual_seed(0), tol=1e-12)
+    print(json.dumps({"samples": samples, "lam_max": r.value, "error": r.error, "hvps": r.hvps, "converged": r.converged}))
+
+
+def one_cost(option: str, samples: int) -> None:
+    """Run in a fresh process: median CPU/wall seconds of one HVP (or gradient) after a
+    warm-up, and the peak resident memory above the set-up's."""
+    model, x, y = cnn(samples)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    work: Callable[[], object]
+    if option == "gradient":
+        params = [p for p in model.parameters()]
+
+        def work():
+            return torch.autograd.grad(nn.functional.cross_entropy(model(x), y), params)
+    else:
+        op = HessianOperator(model, nn.functional.cross_entropy, x, y, hvp=option)
+        v = torch.randn(op.dim, generator=torch.Generator().manual_seed(0))
+
+        def work():
+            return op.matvec(v)
+    work()
     wall, cpu = [], []
-    for _ in range(repeats):
+    for _ in range(3):
         w, c = time.perf_counter(), time.process_time()
-        fn()
+        work()
         wall.append(time.perf_counter() - w)
         cpu.append(time.process_time() - c)
-    return statistics.median(wall), statistics.median(cpu)
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024  # KiB -> MiB on Linux
+    print(json.dumps({"wall": statistics.median(wall), "cpu": statistics.median(cpu), "peak_mib": peak}))
 
 
-def cnn_hvp_timing() -> None:
-    torch.manual_seed(0)
-    model = build_model("cnn", input_shape=(3, 32, 32), num_classes=10).eval()
-    x, y = torch.randn(512, 3, 32, 32), torch.randint(0, 10, (512,))
-    loss_fn = nn.functional.cross_entropy
-    op = HessianOperator(model, loss_fn, x, y, batch_size=512)
-    v = torch.randn(op.dim)
-    double_backward = median_seconds(lambda: op.matvec(v))
+def costs(samples: int) -> None:
+    print(f"\none HVP of the CNN on {samples} samples, against one gradient (forward + backward); "
+          f"median of 3 after a warm-up, each option in a fresh process, 1 thread")
+    print("| option | CPU s | wall s | CPU / gradient | peak memory above set-up (MiB) |")
+    print("|---|---|---|---|---|")
+    results = {}
+    for option in ("gradient", "graph", "recompute", "jvp"):
+        out = subprocess.run([sys.executable, __file__, "--cost", option, "--cnn-samples", str(samples)],
+                             capture_output=True, text=True, check=True)
+        results[option] = json.loads(out.stdout.strip().splitlines()[-1])
+    for option, r in results.items():
+        label = {"gradient": "gradient (forward + backward)", "graph": "HVP, kept first-order graph",
+                 "recompute": "HVP, recomputed forward + double backward", "jvp": "HVP, torch.func forward-over-reverse"}
+        print(f"| {label[option]} | {r['cpu']:.3f} | {r['wall']:.3f} | {r['cpu'] / results['gradient']['cpu']:.2f} "
+              f"| {r['peak_mib']:.0f} |")
 
-    # torch.func forward-over-reverse (jvp of grad), timed for the choice of HVP method
-    names = [name for name, _ in model.named_parameters()]
-    params = tuple(p.detach() for p in model.parameters())
-    tangents = tuple(t.view_as(p) for t, p in zip(v.split([p.numel() for p in params]), params))
-    buffers = dict(model.named_buffers())
 
-    def loss_of(ps):
-        return loss_fn(functional_call(model, ({**dict(zip(names, ps)), **buffers},), (x,)), y)
-
-    forward_over_reverse = median_seconds(lambda: jvp(grad(loss_of), (params,), (tangents,)))
-    print(f"\nsmall CNN ({op.dim} parameters), 512 samples, {torch.get_num_threads()} thread(s), median of 3:")
-    for name, (wall, cpu) in (("double backward (used)", double_backward),
-                              ("torch.func fwd-over-rev", forward_over_reverse)):
-        print(f"  one HVP, {name:<24} wall {wall:.3f} s, CPU {cpu:.3f} s")
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cnn-samples", type=int, default=512)
+    parser.add_argument("--cnn-seeds", type=int, default=1, help="probe seeds for the CNN (the MLP uses 5)")
+    parser.add_argument("--skip-cost", action="store_true")
+    parser.add_argument("--skip-cnn", action="store_true")
+    parser.add_argument("--reference", action="store_true", help="print the CNN's float64 reference and exit")
+    parser.add_argument("--cost", choices=("gradient", "graph", "recompute", "jvp"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # tables appear as they are done, also in a log file
+    torch.set_num_threads(1)
+    if args.cost:
+        return one_cost(args.cost, args.cnn_samples)
+    if args.reference:
+        return reference(args.cnn_samples)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread")
+    model, x, y = tiny_mlp()
+    accuracy("tiny MLP (digits)", model, x, y, full_hessian_top(model, x, y), range(5))
+    if not args.skip_cnn:
+        if args.cnn_samples == 512:
+            ref = CNN_REFERENCE
+        else:
+            model64, x64, y64 = cnn(args.cnn_samples)
+            op = HessianOperator(model64.double(), nn.functional.cross_entropy, x64.double(), y64)
+            ref = lanczos_top_eigenvalue(op, generator=torch.Generator().manual_seed(0), tol=1e-12).value
+        model, x, y = cnn(args.cnn_samples)
+        accuracy("CNN", model, x, y, ref, range(args.cnn_seeds))
+    if not args.skip_cost:
+        costs(args.cnn_samples)
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
-    accuracy_table()
-    cnn_hvp_timing()
+    main()

@@ -83,9 +83,9 @@ def test_lanczos_matches_exact_top_eigenvalue_of_tiny_mlp():
     for seed in range(3):
         result = lanczos_top_eigenvalue(op, generator=gen(seed), tol=1e-6)
         assert result.converged
-        assert result.hvps <= 20
-        assert abs(result.value - exact) / exact < 1e-6
-        assert result.residual <= 1e-6 * abs(result.value)
+        assert result.hvps <= 15  # it stops on the eigenvalue's error, not the vector's
+        assert abs(result.value - exact) <= result.error <= 1e-6 * abs(result.value)
+        assert result.error < result.residual  # the gap bound, sharper than the residual
         assert result.seconds > 0
 
 
@@ -95,7 +95,7 @@ def test_lanczos_reports_non_convergence_when_the_budget_is_too_small():
     result = lanczos_top_eigenvalue(op, generator=gen(0), max_iter=3, tol=1e-6)
     assert not result.converged
     assert result.hvps == 3
-    assert result.residual > 1e-6 * abs(result.value)
+    assert result.error > 1e-6 * abs(result.value)
 
 
 def test_power_iteration_tol_bounds_the_change_not_the_error():
@@ -127,7 +127,7 @@ def test_ridge_top_eigenvalue_and_trace_match_analytic_hessian():
     top = torch.linalg.eigvalsh(hessian)[-1].item()
     eig = lanczos_top_eigenvalue(op, generator=gen(0))
     assert eig.converged and eig.hvps <= 8
-    assert eig.value == pytest.approx(top, rel=1e-10)
+    assert abs(eig.value - top) <= eig.error <= 1e-6 * top
 
     tr = hutchinson_trace(op, generator=gen(0), samples=400)
     assert tr.hvps == 400
@@ -144,7 +144,7 @@ def test_indefinite_hessian_lanczos_is_algebraic_power_is_magnitude():
     op = quadratic_op(eigenvalues, rotate=True)
     lanczos = lanczos_top_eigenvalue(op, generator=gen(0))
     assert lanczos.converged
-    assert lanczos.value == pytest.approx(4.0, rel=1e-8)
+    assert abs(lanczos.value - 4.0) <= lanczos.error <= 4e-6
     power = power_iteration(op, generator=gen(0), max_iter=500)
     assert power.value == pytest.approx(-5.0, rel=1e-2)
 
@@ -182,7 +182,8 @@ def test_measurement_uses_eval_mode_and_restores_modes_grads_and_buffers():
 
     out = measure_sharpness(model, nn.functional.cross_entropy, x, y, trace=True, batch_size=16)
 
-    assert set(out) == {"lam_max", "lam_max_hvps", "lam_max_residual", "trace", "trace_hvps", "seconds"}
+    assert set(out) == {"lam_max", "lam_max_hvps", "lam_max_residual", "lam_max_error", "trace", "trace_hvps",
+                        "seconds"}
     assert {name: m.training for name, m in model.named_modules()} == modes
     assert model.head.weight.grad is grad and torch.equal(grad, torch.full_like(grad, 0.5))
     assert all(p.grad is None for name, p in model.named_parameters() if name != "head.weight")
@@ -193,7 +194,7 @@ def test_measurement_uses_eval_mode_and_restores_modes_grads_and_buffers():
     again = measure_sharpness(twin, nn.functional.cross_entropy, x, y, trace=True, batch_size=16)
     assert again["lam_max"] == pytest.approx(out["lam_max"], rel=1e-12)
     assert again["trace"] == pytest.approx(out["trace"], rel=1e-12)
-    assert out["trace_hvps"] == 20 and out["lam_max_residual"] <= 1e-6 * abs(out["lam_max"])
+    assert out["trace_hvps"] == 20 and out["lam_max_error"] <= 1e-6 * abs(out["lam_max"])
 
 
 def train(measure: bool) -> list[torch.Tensor]:
