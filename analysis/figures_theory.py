@@ -57,7 +57,9 @@ def _hue_color(hue: str, label: str) -> str:
         names[style.SAMPLER_NAMES["importance"] + COMPAT] = "#CC79A7"
         return style.color_for(label, names)
     return style.color_for(label, {"v1, constant steps": "#0072B2", "v1, decreasing steps": "#D55E00",
-                                   "v2, constant steps": "#56B4E9", "v2, decreasing steps": "#E69F00"})
+                                   "v2, constant steps": "#56B4E9", "v2, decreasing steps": "#E69F00",
+                                   "v2_noiseless, constant steps": "#009E73",
+                                   "v2_noiseless, decreasing steps": "#CC79A7"})
 
 
 @figure

@@ -56,6 +56,7 @@ def build_report(sweep_dir: Path, out_dir: Path | None = None, fmt: str = "png",
     _spec_section(doc, sweep_dir)
     _provenance_section(doc, trials)
     _status_section(doc, trials, epochs, grid, tables)
+    _sampler_constants_note(doc, trials)
     done = trials[trials["status"].astype(str) == "ok"] if len(trials) else trials
     if len(done):
         metric = agg.primary_metric(done)
@@ -162,6 +163,20 @@ def _status_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, g
         doc.bullets([f"{r.trial_id} ({r.method}, seed {r.seed}): {r.status}"
                      + (f": {r.error}" if isinstance(r.error, str) and r.error else "")
                      for r in shown.itertuples()] + more)
+
+
+def _sampler_constants_note(doc: Document, trials: pd.DataFrame) -> None:
+    """Say when the stored (A, B) constants, and the step sizes computed from them, are not a
+    proved bound for what was sampled (the reference code's paper-compat samplers)."""
+    if "sampler_AB_guaranteed" not in trials:
+        return
+    flagged = trials[trials["sampler_AB_guaranteed"].astype("boolean").eq(False).fillna(False).to_numpy(bool)]
+    if not len(flagged):
+        return
+    doc.paragraph("Sampler constants not guaranteed: these trials store sampler_A/sampler_B (and took their "
+                  "theory step sizes from them) although no expected-residual bound covers what they drew:")
+    groups = flagged.groupby(["sampler_desc", "sampler_AB_caveat"], observed=True).size()
+    doc.bullets([f"{desc}, {count} trial(s): {caveat}" for (desc, caveat), count in groups.items()])
 
 
 def _trials_table(trials: pd.DataFrame) -> pd.DataFrame:

@@ -16,9 +16,9 @@ from typing import Any, Mapping
 from harness.errors import ConfigError, is_number
 
 LR_SCHEDULES = ("constant", "step", "cosine", "decreasing")
-STEP_RULES = ("v1", "v2")
 DEVICES = ("auto", "cpu", "cuda")
 IMPORTANCE_PROXIES = ("loss", "gradnorm")
+IMPORTANCE_DEFAULTS = {"importance_proxy": "loss", "importance_mix": 0.1, "importance_refresh": 1}
 SPECTRA = ("cond", "spread")
 
 
@@ -52,7 +52,7 @@ class TrialConfig:
     rho: float | None = None          # perturbation radius; 0 for sgd, the method's default if unset
     lr: float | None = None           # required unless a step_rule computes it
     lr_schedule: str = "constant"
-    step_rule: str | None = None      # "v1"/"v2": lr and rho from the problem's constants
+    step_rule: str | None = None      # "v1"/"v2"/"v2_noiseless": lr and rho from the problem's constants
     momentum: float = 0.0
     weight_decay: float = 0.0
     bn_policy: str = "clean"
@@ -68,9 +68,11 @@ class TrialConfig:
     sampler: str = "reshuffle"
     batch_size: int = 128
     paper_compat: bool = False        # the reference code's sampler: no reweighting, with replacement
-    importance_proxy: str = "loss"    # neural nets: per-sample loss or gradient-norm bound
-    importance_mix: float = 0.1       # p = (1 - mix) * proxy + mix * uniform
-    importance_refresh: int = 1       # epochs between proxy refreshes
+    # neural nets only (null: the defaults below); synthetic problems sample p_i ~ L_i exactly,
+    # so these stay null there and setting one is an error
+    importance_proxy: str | None = None    # per-sample loss or gradient-norm bound (default "loss")
+    importance_mix: float | None = None    # p = (1 - mix) * proxy + mix * uniform (default 0.1)
+    importance_refresh: int | None = None  # epochs between proxy refreshes (default 1)
     # length and measurement
     epochs: int | None = None
     iterations: int | None = None
@@ -125,6 +127,7 @@ class TrialConfig:
         from harness.optim import BN_POLICIES
         from harness.samplers import SAMPLERS
         from harness.sharpness import SHARPNESS_METHODS
+        from harness.theory import STEP_RULE_NAMES
 
         resolve_dataset(self.dataset)  # a registered name or a plug-in's import path
         resolve_model(self.model)
@@ -133,10 +136,9 @@ class TrialConfig:
         _one_of("device", self.device, DEVICES)
         _one_of("bn_policy", self.bn_policy, BN_POLICIES)
         _one_of("sharpness_method", self.sharpness_method, SHARPNESS_METHODS)
-        _one_of("importance_proxy", self.importance_proxy, IMPORTANCE_PROXIES)
         _one_of("spectrum", self.spectrum, SPECTRA)
         if self.step_rule is not None:
-            _one_of("step_rule", self.step_rule, STEP_RULES)
+            _one_of("step_rule", self.step_rule, STEP_RULE_NAMES)
 
         for name in ("download", "fake_data", "consistent", "paper_compat", "sharpness_trace", "nesterov",
                      "wd_skip_norm_bias"):
@@ -144,7 +146,7 @@ class TrialConfig:
                 raise ConfigError(name, getattr(self, name), "true or false")
         if self.augment is not None and not isinstance(self.augment, bool):
             raise ConfigError("augment", self.augment, "true, false or null")
-        for name in ("batch_size", "n_samples", "dim", "importance_refresh", "sharpness_samples"):
+        for name in ("batch_size", "n_samples", "dim", "sharpness_samples"):
             _positive_int(name, getattr(self, name))
         for name in ("width", "depth", "train_subset", "test_subset", "epochs", "iterations", "eval_every"):
             if getattr(self, name) is not None:
@@ -155,7 +157,6 @@ class TrialConfig:
         for name in ("momentum", "weight_decay", "reg"):
             _number_at_least(name, getattr(self, name), 0.0)
         _number_at_least("cond", self.cond, 1.0)
-        _number_in("importance_mix", self.importance_mix, 0.0, 1.0)
         if not is_number(self.val_fraction) or not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError("val_fraction", self.val_fraction, "a number in [0, 1) (0: no validation split)")
         if self.momentum >= 1.0:
@@ -190,7 +191,7 @@ class TrialConfig:
             if not os.path.isdir(self.data_root):
                 raise ConfigError("data_root", self.data_root, "an existing folder (or download: true)")
 
-        changes = _resolve_optimizer(self)
+        changes = _resolve_optimizer(self) | _resolve_importance(self, synthetic)
         if synthetic:
             _check_synthetic_optimizer(self)
         else:
@@ -261,6 +262,23 @@ def _check_optimizer_builds(cfg: TrialConfig, changes: dict[str, Any]) -> None:
     except (TypeError, ValueError) as exc:
         field = "base_optimizer_args" if cfg.base_optimizer_args else "optimizer"
         raise ConfigError(field, getattr(cfg, field), f"settings the class accepts ({' '.join(str(exc).split())})") from None
+
+
+def _resolve_importance(cfg: TrialConfig, synthetic: bool) -> dict[str, Any]:
+    """The importance-sampling proxy settings that will run: the network defaults where
+    unset; on a synthetic problem none applies (p_i ~ L_i exactly), so they stay null."""
+    given = {name: getattr(cfg, name) for name in ("importance_proxy", "importance_mix", "importance_refresh")}
+    if synthetic:
+        for name, value in given.items():
+            if value is not None:
+                raise ConfigError(name, value, "null for synthetic problems (importance sampling there uses "
+                                               "p_i proportional to the exact L_i: no proxy, mix or refresh)")
+        return {}
+    resolved = {name: IMPORTANCE_DEFAULTS[name] if value is None else value for name, value in given.items()}
+    _one_of("importance_proxy", resolved["importance_proxy"], IMPORTANCE_PROXIES)
+    _number_in("importance_mix", resolved["importance_mix"], 0.0, 1.0)
+    _positive_int("importance_refresh", resolved["importance_refresh"])
+    return resolved
 
 
 def _one_of(field: str, value: Any, allowed: Mapping[str, Any] | tuple[str, ...]) -> None:

@@ -10,9 +10,13 @@ from typing import Any
 
 # name -> (pyarrow type name, unit, meaning). The store and results/README.md use this.
 RECORD_FIELDS: dict[str, tuple[str, str, str]] = {
-    "epoch": ("float64", "epochs", "training epochs completed (fractional for iteration-based problems)"),
+    "epoch": ("float64", "epochs", "passes over the training data: optimizer steps / ceil(n / batch_size)"),
     "iteration": ("int64", "steps", "optimizer steps completed"),
     "grad_evals": ("int64", "gradients", "cumulative forward-backward passes (SAM-family: 2 per step, LookSAM: 1 on reuse steps)"),
+    "grad_samples": ("int64", "per-sample gradients",
+                     "cumulative per-sample gradient evaluations: batch size x passes (2 per SAM step, 1 for SGD)"),
+    "refresh_samples": ("int64", "per-sample forward passes",
+                        "cumulative forward passes spent refreshing the importance-sampling proxy (0 otherwise)"),
     "train_loss": ("float64", "nats", "mean training loss at evaluation (synthetic: f(x))"),
     "train_acc": ("float64", "fraction", "training accuracy (null for regression)"),
     "test_loss": ("float64", "nats", "mean test loss (null for synthetic problems)"),

@@ -74,8 +74,12 @@ CONFIG_DEFAULTS = {f.name: f.default for f in fields(TrialConfig) if f.default i
 # config already has a "device" column (the requested one: auto/cpu/cuda).
 INFO_COLUMNS = {"sampler_desc": "sampler_desc", "device": "device_used"} | {
     k: k for k in ("problem_L", "problem_mu", "problem_L_max", "problem_L_bar", "problem_f_star",
-                   "sampler_A", "sampler_B", "theory_rho", "theory_lr")}
-SUMMARY_COLUMNS = ("epochs_done", "iterations_done", "grad_evals", "final_train_loss", "final_test_loss",
+                   "sampler_A", "sampler_B", "sampler_AB_guaranteed", "sampler_AB_caveat",
+                   "theory_rho", "theory_lr")}
+_INFO_TYPES = {"sampler_desc": _STR, "device_used": _STR, "sampler_AB_guaranteed": pa.bool_(),
+               "sampler_AB_caveat": _STR}  # every other info column is float64
+SUMMARY_COLUMNS = ("epochs_done", "iterations_done", "grad_evals", "grad_samples", "refresh_samples",
+                   "final_train_loss", "final_test_loss",
                    "final_test_acc", "best_test_acc", "best_epoch", "final_rel_subopt", "final_lam_max",
                    "final_trace", "final_weight_norm", "time_train", "time_eval", "time_sharpness",
                    "time_total")
@@ -88,8 +92,9 @@ TRIALS_SCHEMA = pa.schema(
     + [pa.field("method", _STR), pa.field("status", _STR), pa.field("error", _STR),
        pa.field("attempts", _I64)]
     + [pa.field("phase", _STR), pa.field("search_id", _STR), pa.field("search_index", _I64)]
-    + [pa.field(c, _STR if c in ("sampler_desc", "device_used") else _F64) for c in INFO_COLUMNS.values()]
-    + [pa.field(c, _I64 if c in ("iterations_done", "grad_evals") else _F64) for c in SUMMARY_COLUMNS]
+    + [pa.field(c, _INFO_TYPES.get(c, _F64)) for c in INFO_COLUMNS.values()]
+    + [pa.field(c, _I64 if c in ("iterations_done", "grad_evals", "grad_samples", "refresh_samples") else _F64)
+       for c in SUMMARY_COLUMNS]
     + [pa.field("node", _STR)]
     + [pa.field(c, pa.bool_() if c == "git_dirty" else _STR) for c in PROVENANCE_COLUMNS]
     + [pa.field("finished_at", pa.timestamp("us", tz="UTC"))]
@@ -184,7 +189,8 @@ def _summaries(records: list[dict]) -> dict[str, Any]:
     best = max(scored, key=lambda r: r["test_acc"]) if scored else {}  # first of equal maxima
     return {
         "epochs_done": last.get("epoch"), "iterations_done": last.get("iteration"),
-        "grad_evals": last.get("grad_evals"), "final_train_loss": last.get("train_loss"),
+        "grad_evals": last.get("grad_evals"), "grad_samples": last.get("grad_samples"),
+        "refresh_samples": last.get("refresh_samples"), "final_train_loss": last.get("train_loss"),
         "final_test_loss": last.get("test_loss"), "final_test_acc": last.get("test_acc"),
         "best_test_acc": best.get("test_acc"), "best_epoch": best.get("epoch"),
         "final_rel_subopt": last.get("rel_subopt"), "final_lam_max": last_measured("lam_max"),

@@ -1,192 +1,48 @@
 """The trial engine for the paper's synthetic problems (least squares, ridge, logistic).
 
-Unified SAM with the plain gradient-descent base (docs/science.md section 1), on a problem
-from ``harness.data.load_problem``: at step t, with the sampler's indices i_j and weights
-w_j and the weighted minibatch gradient g(x) = mean_j w_j grad f_{i_j}(x),
+Unified SAM with the plain gradient-descent base, on a problem from
+``harness.data.load_problem``: at step t, with the sampler's indices i_j and weights w_j
+and the weighted minibatch gradient g(x) = mean_j w_j grad f_{i_j}(x),
 
     e       = rho_t (1 - lam_t + lam_t / (||g(x)|| + 1e-12)) g(x)
     x      <- x - gamma_t g(x + e)            (the SAME indices and weights twice)
 
 rho = 0 (or optimizer sgd) takes the single gradient g(x): plain SGD, bit for bit.
 
-Why a numba kernel: the reference code runs one numpy call per gradient and keeps every
-iterate (about 26 us per step at batch 1, d = 100, memory growing with the run). Here the
-sampler draws a bounded chunk of minibatches at once, the step sizes are vectorised over
-the chunk, and one compiled loop runs the steps in place; only O(chunk) memory is ever
-held. Small minibatches use hand-written row loops; large ones (and full batch) use BLAS
-matrix-vector products on the gathered rows (or on the data itself when S = all n).
+The sampler draws a bounded chunk of minibatches at once, the step sizes are vectorised
+over the chunk, and the compiled kernel (``harness.synthetic_kernel``) runs the steps in
+place; only O(chunk) memory is ever held, however long the run.
 
-Counting and clocks: ``grad_evals`` counts minibatch gradient evaluations, 2 per step
-for a SAM-family optimizer with rho > 0, else 1 (a full-batch gradient counts 1 too).
-``time_train`` covers drawing the minibatches, the step-size arrays and the stepping
-kernel; ``time_eval`` the full-data loss and gradient at evaluation points and building
-the record; ``time_total`` is wall-clock since ``records()`` first started (resumes add
-to it). ``epoch`` is iteration / n, as in the reference code (``epochs: E`` runs E * n
-iterations whatever the batch size).
+Counting, as in the network engine (``harness.trial``): an epoch is one pass over the
+data, ceil(n / b) steps (``epochs: E`` runs E passes; ``epoch`` = iteration / ceil(n / b));
+``grad_evals`` counts minibatch gradient evaluations, 2 per step for a SAM-family
+optimizer with rho > 0, else 1; ``grad_samples`` counts per-sample gradients, the
+minibatch's size times those passes, so a full-batch step costs n times a batch-1 step;
+``refresh_samples`` stays 0 (the L_i are known exactly, nothing is refreshed).
+Clocks: ``time_train`` covers drawing the minibatches, the step-size arrays and the
+stepping kernel; ``time_eval`` the full-data loss and gradient at evaluation points and
+building the record; ``time_total`` is wall-clock since ``records()`` first started
+(resumes add to it).
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
-import numba
 import numpy as np
 
+from harness import synthetic_kernel as kernel
 from harness.errors import ConfigError
+from harness.records import Record, new_record
 
 if TYPE_CHECKING:
     from harness.config import TrialConfig
-from harness.records import Record, new_record
 
-_SQUARED, _LOGISTIC = 0, 1                 # per-sample loss: 1/2 (a.x - y)^2 or log(1 + e^{-y a.x})
-_ROWS, _GATHER, _DENSE = 0, 1, 2            # how the kernel forms a minibatch gradient
-_GATHER_MIN_BATCH = 8                       # from this batch size on, BLAS on gathered rows wins
-_MAX_CHUNK_STEPS = 1 << 16                  # bound the pre-drawn minibatches (constant memory)
+_MAX_CHUNK_STEPS = 1 << 16     # bound the pre-drawn minibatches (constant memory)
 _MAX_CHUNK_ELEMENTS = 1 << 18
-_EPS = 1e-12
-
-
-# -- the compiled kernel --------------------------------------------------------------------
-@numba.njit(cache=True)
-def _dloss(kind: int, z: float, y: float) -> float:
-    """Derivative of the per-sample loss with respect to the margin z = a.x."""
-    if kind == _SQUARED:
-        return z - y
-    t = y * z
-    if t >= 0.0:
-        e = math.exp(-t)
-        return -y * e / (1.0 + e)
-    return -y / (1.0 + math.exp(t))
-
-
-@numba.njit(cache=True)
-def _dot(u, v):
-    """u . v with four accumulators in a fixed order: deterministic, and about 1.5x
-    faster than one serial sum (fastmath stays off, so LLVM may not reorder a reduction)."""
-    d = u.shape[0]
-    m = d - d % 4
-    s0 = s1 = s2 = s3 = 0.0
-    for k in range(0, m, 4):
-        s0 += u[k] * v[k]
-        s1 += u[k + 1] * v[k + 1]
-        s2 += u[k + 2] * v[k + 2]
-        s3 += u[k + 3] * v[k + 3]
-    for k in range(m, d):
-        s0 += u[k] * v[k]
-    return (s0 + s1) + (s2 + s3)
-
-
-@numba.njit(cache=True)
-def _grad_rows(kind, A, y, reg, rows, w, x, out):
-    """out = mean_j w_j grad f_{rows_j}(x) by row loops (cheapest for small batches)."""
-    b = rows.shape[0]
-    wsum = 0.0
-    for j in range(b):
-        wsum += w[j]
-    s = reg * wsum / b
-    for k in range(x.shape[0]):
-        out[k] = s * x[k]
-    for j in range(b):
-        i = rows[j]
-        c = w[j] * _dloss(kind, _dot(A[i], x), y[i]) / b
-        for k in range(x.shape[0]):
-            out[k] += c * A[i, k]
-
-
-@numba.njit(cache=True)
-def _grad_dense(kind, M, yb, reg, w, x, z, c, out):
-    """out = mean_j w_j grad f_j(x) for the rows M (b x d) with targets yb, via BLAS."""
-    b = M.shape[0]
-    np.dot(M, x, z)
-    wsum = 0.0
-    for j in range(b):
-        c[j] = w[j] * _dloss(kind, z[j], yb[j]) / b
-        wsum += w[j]
-    np.dot(c, M, out)
-    s = reg * wsum / b
-    for k in range(x.shape[0]):
-        out[k] += s * x[k]
-
-
-@numba.njit(cache=True)
-def _minibatch_grad(kind, mode, A, y, reg, rows, w, x, M, yb, z, c, out):
-    if mode == _ROWS:
-        _grad_rows(kind, A, y, reg, rows, w, x, out)
-    else:
-        _grad_dense(kind, M, yb, reg, w, x, z, c, out)
-
-
-@numba.njit(cache=True)
-def _run_steps(kind, mode, perturb, A, y, reg, x, idx, w, rho, gamma, lam, M, yb, z, c, g, xe):
-    """Take idx.shape[0] Unified SAM steps in place on x.
-
-    mode _ROWS: row loops on A; _GATHER: copy the minibatch rows into M/yb once per step,
-    then BLAS; _DENSE: M/yb already are the minibatch (full batch: A and y themselves).
-    """
-    steps, b = idx.shape
-    d = x.shape[0]
-    for t in range(steps):
-        rows = idx[t]
-        wt = w[t]
-        if mode == _GATHER:
-            for j in range(b):
-                i = rows[j]
-                yb[j] = y[i]
-                for k in range(d):
-                    M[j, k] = A[i, k]
-        _minibatch_grad(kind, mode, A, y, reg, rows, wt, x, M, yb, z, c, g)
-        if perturb:
-            scale = rho[t] * (1.0 - lam[t] + lam[t] / (math.sqrt(_dot(g, g)) + _EPS))
-            for k in range(d):
-                xe[k] = x[k] + scale * g[k]
-            _minibatch_grad(kind, mode, A, y, reg, rows, wt, xe, M, yb, z, c, g)
-        for k in range(d):
-            x[k] -= gamma[t] * g[k]
-
-
-@numba.njit(cache=True)
-def _evaluate(kind, A, y, reg, x, z, c, grad):
-    """(f(x), ||grad f(x)||, ||x||, accuracy) on the full data; accuracy is NaN for regression."""
-    n = A.shape[0]
-    np.dot(A, x, z)
-    total = 0.0
-    correct = 0
-    for i in range(n):
-        if kind == _SQUARED:
-            r = z[i] - y[i]
-            total += 0.5 * r * r
-        else:
-            t = y[i] * z[i]
-            total += max(-t, 0.0) + math.log1p(math.exp(-abs(t)))
-            correct += t > 0.0
-        c[i] = _dloss(kind, z[i], y[i]) / n
-    np.dot(c, A, grad)
-    xx = 0.0
-    gg = 0.0
-    for k in range(x.shape[0]):
-        xx += x[k] * x[k]
-        grad[k] += reg * x[k]
-        gg += grad[k] * grad[k]
-    accuracy = correct / n if kind == _LOGISTIC else np.nan
-    return total / n + 0.5 * reg * xx, math.sqrt(gg), math.sqrt(xx), accuracy
-
-
-@functools.cache
-def _warm_up() -> None:
-    """Compile (or load from numba's cache) both kernels once per process, on tiny arrays
-    of exactly the types a trial passes, so no trial's clock ever includes compilation."""
-    A = np.ones((2, 2))
-    y = np.ones(2)
-    x = np.zeros(2)
-    idx = np.zeros((1, 1), dtype=np.int64)
-    w = np.ones((1, 1))
-    steps = np.ones(1)
-    _run_steps(_SQUARED, _ROWS, True, A, y, 0.0, x, idx, w, steps, steps, steps, A, y, y, y, x.copy(), x.copy())
-    _evaluate(_SQUARED, A, y, 0.0, x, y.copy(), y.copy(), x.copy())
 
 
 # -- the trial --------------------------------------------------------------------------------
@@ -207,14 +63,14 @@ class SyntheticTrial:
         _check_config(cfg)
         self.cfg = cfg
         self.problem = problem = load_problem(cfg)
-        self._kind = _LOGISTIC if problem.kind == "logreg" else _SQUARED
+        self._kind = kernel.LOGISTIC if problem.kind == "logreg" else kernel.SQUARED
         # Private writable C-contiguous copies: one numba signature for every trial.
         self._A = np.array(problem.A, dtype=np.float64, order="C")
         self._y = np.array(problem.b, dtype=np.float64, order="C")
         self._reg = float(problem.reg)
         n, d = self._A.shape
         # Synthetic problems know L_i exactly: importance sampling uses p_i ~ L_i, unmixed
-        # (importance_mix and importance_proxy are for networks).
+        # (the config refuses importance_mix/proxy/refresh here: they would not apply).
         self.sampler = build_sampler(
             cfg.sampler, n, cfg.batch_size, seed=cfg.seed, paper_compat=cfg.paper_compat,
             smoothness=np.asarray(problem.L_i, dtype=np.float64), mix=0.0,
@@ -227,7 +83,8 @@ class SyntheticTrial:
         else:
             self._rho, self._lr = float(cfg.rho), float(cfg.lr)
         self._perturb = cfg.optimizer != "sgd" and self._rho > 0.0
-        self.total_steps = cfg.iterations if cfg.iterations is not None else cfg.epochs * n
+        self._steps_per_epoch = self.sampler.batches_per_epoch
+        self.total_steps = cfg.iterations if cfg.iterations is not None else cfg.epochs * self._steps_per_epoch
         self._eval_every = cfg.eval_every
         batch = self.sampler.batch_size
         self._chunk_steps = max(1, min(_MAX_CHUNK_STEPS, _MAX_CHUNK_ELEMENTS // batch))
@@ -235,9 +92,9 @@ class SyntheticTrial:
         self._x = np.array(problem.x0, dtype=np.float64, order="C")
         self._g, self._xe = np.empty(d), np.empty(d)
         self._z, self._c = np.empty(n), np.empty(n)  # batch <= n
-        self._M = np.empty((batch, d)) if batch >= _GATHER_MIN_BATCH else np.empty((1, d))
+        self._M = np.empty((batch, d)) if batch >= kernel.GATHER_MIN_BATCH else np.empty((1, d))
         self._yb = np.empty(batch)
-        _warm_up()
+        kernel.warm_up()
         self._f_star = float(problem.f_star)
         self._f0 = self._evaluate()[0]
 
@@ -258,8 +115,10 @@ class SyntheticTrial:
                 "sampler", cfg.sampler,
                 "a sampler with Expected Residual constants (full, uniform, tau_nice, importance) when step_rule is set",
             )
-        # docs/science.md section 3: L = L_max in the stochastic case.
-        L = p.L if cfg.sampler == "full" else p.L_max
+        # L = L_max in the stochastic case. The reference code takes L itself whenever the
+        # batch size is n, with replacement or not: paper-compat does the same.
+        whole = cfg.sampler == "full" or (cfg.paper_compat and self.sampler.batch_size == p.n)
+        L = p.L if whole else p.L_max
         A, B = self._constants
         return theory_step_sizes(cfg.step_rule, mu=float(p.mu), L=float(L), A=float(A), B=float(B), lam=float(cfg.lam))
 
@@ -301,7 +160,7 @@ class SyntheticTrial:
                 chunk = self._draw_chunk(self._t // self._chunk_steps)
             stop = min(target, chunk["end"])
             a, b = self._t - chunk["start"], stop - chunk["start"]
-            _run_steps(
+            kernel.run_steps(
                 self._kind, chunk["mode"], self._perturb, self._A, self._y, self._reg, self._x,
                 chunk["idx"][a:b], chunk["w"][a:b], chunk["rho"][a:b], chunk["lr"][a:b], chunk["lam"][a:b],
                 chunk["M"], chunk["yb"], chunk["z"], chunk["c"], self._g, self._xe,
@@ -319,11 +178,11 @@ class SyntheticTrial:
         n, batch = self._A.shape[0], idx.shape[1]
         M, yb = self._M, self._yb
         if batch == n and np.array_equal(idx, np.broadcast_to(np.arange(n), idx.shape)):
-            mode, M, yb = _DENSE, self._A, self._y
-        elif batch >= _GATHER_MIN_BATCH:
-            mode = _GATHER
+            mode, M, yb = kernel.DENSE, self._A, self._y
+        elif batch >= kernel.GATHER_MIN_BATCH:
+            mode = kernel.GATHER
         else:
-            mode = _ROWS
+            mode = kernel.ROWS
         rho, lr, lam = self._schedules(np.arange(start, end, dtype=np.float64))
         self._chunk = dict(start=start, end=end, sampler_before=before, idx=idx, w=w,
                            rho=rho, lr=lr, lam=lam, mode=mode, M=M, yb=yb,
@@ -340,7 +199,7 @@ class SyntheticTrial:
         return float(rho[0]), float(lr[0]), float(lam[0])
 
     def _evaluate(self) -> tuple[float, float, float, float]:
-        return _evaluate(self._kind, self._A, self._y, self._reg, self._x, self._z, self._c, self._g)
+        return kernel.evaluate(self._kind, self._A, self._y, self._reg, self._x, self._z, self._c, self._g)
 
     def _record(self, started: float) -> Record:
         t0 = time.perf_counter()
@@ -350,10 +209,10 @@ class SyntheticTrial:
         gap0 = self._f0 - self._f_star
         rel = (loss - self._f_star) / gap0 if gap0 > 0 else None
         rho, lr, lam = self._step_sizes_in_use()
-        steps = self._t
+        steps, passes = self._t, 2 if self._perturb else 1
         values = dict(
-            epoch=steps / self._A.shape[0], iteration=steps,
-            grad_evals=steps * (2 if self._perturb else 1),
+            epoch=steps / self._steps_per_epoch, iteration=steps, grad_evals=steps * passes,
+            grad_samples=self.sampler.samples_in(steps) * passes, refresh_samples=0,
             train_loss=loss, train_acc=None if math.isnan(accuracy) else accuracy,
             rel_subopt=rel, grad_norm=grad_norm, weight_norm=weight_norm,
             lr=lr, rho=rho,
@@ -403,11 +262,14 @@ class SyntheticTrial:
         p = self.problem
         A, B = self._constants if self._constants is not None else (None, None)
         rho, lr = self._theory if self._theory is not None else (None, None)
+        caveat = None if A is None else self.sampler.constants_caveat()
         return {
             "sampler_desc": self.sampler.describe(), "device": "cpu",
             "problem_L": float(p.L), "problem_mu": float(p.mu), "problem_L_max": float(p.L_max),
             "problem_L_bar": float(p.L_bar), "problem_f_star": float(p.f_star),
             "sampler_A": _float_or_none(A), "sampler_B": _float_or_none(B),
+            # whether (A, B) are a proved bound for what was drawn (paper-compat: not always)
+            "sampler_AB_guaranteed": None if A is None else caveat is None, "sampler_AB_caveat": caveat,
             "theory_rho": rho, "theory_lr": lr,
         }
 

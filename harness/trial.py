@@ -141,6 +141,8 @@ class NetTrial:
         self.epoch = 0
         self.evaluations = 0
         self.grad_evals = 0
+        self.grad_samples = 0     # per-sample gradients: batch size x passes
+        self.refresh_samples = 0  # per-sample forward passes of importance-proxy refreshes
         self.elapsed = {"train": 0.0, "eval": 0.0, "sharpness": 0.0, "total": 0.0}
         self._sharpness_data: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -205,6 +207,7 @@ class NetTrial:
                 self.scheduler.step()
             self.step += 1
             self.grad_evals += passes  # forward-backward passes: 2 for SAM, 1 on LookSAM's reuse steps
+            self.grad_samples += passes * len(targets)
             loss_sum.add_(loss.detach(), alpha=len(targets))
             correct += (outputs[0].argmax(1) == targets).sum()
             seen += len(targets)
@@ -226,6 +229,7 @@ class NetTrial:
                     probs = logits.softmax(1)
                     probs[torch.arange(len(targets), device=probs.device), targets] -= 1.0
                     scores.append(probs.norm(dim=1))
+                self.refresh_samples += len(targets)
         self.sampler.update_scores(torch.cat(scores).clamp_min(1e-12).cpu())
         self.model.train()
 
@@ -246,7 +250,8 @@ class NetTrial:
         group = self.optimizer.param_groups[0]
         lam = self.optimizer.current_lam(group) if self.cfg.lam is not None else None
         values = dict(
-            epoch=float(self.epoch), iteration=self.step, grad_evals=self.grad_evals,
+            epoch=self.step / self.steps_per_epoch, iteration=self.step, grad_evals=self.grad_evals,
+            grad_samples=self.grad_samples, refresh_samples=self.refresh_samples,
             train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
             val_loss=val_loss, val_acc=val_acc,
             weight_norm=weight_norm, lr=group["lr"], rho=group.get("rho"), lam=lam,
@@ -298,6 +303,7 @@ class NetTrial:
             "counters": {
                 "status": self.status, "step": self.step, "epoch": self.epoch,
                 "evaluations": self.evaluations, "grad_evals": self.grad_evals,
+                "grad_samples": self.grad_samples, "refresh_samples": self.refresh_samples,
                 "elapsed": dict(self.elapsed),
             },
         }
@@ -321,6 +327,7 @@ class NetTrial:
         self.status = counters["status"]
         self.step, self.epoch = counters["step"], counters["epoch"]
         self.evaluations, self.grad_evals = counters["evaluations"], counters["grad_evals"]
+        self.grad_samples, self.refresh_samples = counters["grad_samples"], counters["refresh_samples"]
         self.elapsed = dict(counters["elapsed"])
 
     def info(self) -> dict[str, Any]:

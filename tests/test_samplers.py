@@ -223,6 +223,51 @@ def test_paper_compat_constants_are_the_reference_codes():
     assert build_sampler("importance", n, 1, **compat).constants(L) == pytest.approx((L.mean(), 0.0))
 
 
+def test_paper_compat_constants_are_marked_not_guaranteed():
+    L, n = L_SPREAD, 10
+    guaranteed = [build_sampler("full", n, 3, seed=0), build_sampler("uniform", n, 4, seed=0),
+                  build_sampler("tau_nice", n, 4, seed=0), build_sampler("importance", n, 4, seed=0, smoothness=L),
+                  # b = 1 with replacement is exactly 1-nice: the reference's numbers hold there
+                  build_sampler("uniform", n, 1, seed=0, paper_compat=True),
+                  build_sampler("tau_nice", n, 1, seed=0, paper_compat=True)]
+    assert all(s.constants_caveat() is None for s in guaranteed)
+    for s in (build_sampler("uniform", n, 4, seed=0, paper_compat=True),
+              build_sampler("tau_nice", n, n, seed=0, paper_compat=True)):
+        assert s.constants_caveat().startswith("not guaranteed") and "with replacement" in s.constants_caveat()
+    for b in (1, 4):
+        caveat = build_sampler("importance", n, b, seed=0, smoothness=L, paper_compat=True).constants_caveat()
+        assert caveat.startswith("not guaranteed") and "biased" in caveat
+
+
+def test_with_replacement_batches_break_the_tau_nice_bound():
+    """Why paper-compat's constants carry a caveat: rows of equal norm make ||grad f_i||^2 =
+    2 L_i f_i exact, so the tau-nice bound is tight for tau-nice batches, and batches drawn
+    with replacement (the reference code's) exceed it."""
+    n, tau = 8, 3
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((n, 3))
+    A /= np.linalg.norm(A, axis=1, keepdims=True)
+    b = A @ rng.standard_normal(3)  # consistent: f_inf = f_i^inf = 0, C = 0
+    x = rng.standard_normal(3) * 3
+    G = _per_sample_grads(A, b, x)
+    f, g = 0.5 * np.mean((A @ x - b) ** 2), G.mean(axis=0)
+    compat = build_sampler("tau_nice", n, tau, seed=0, paper_compat=True)
+    a, bb = compat.constants(np.ones(n))
+    with_replacement = np.mean((G**2).sum(axis=1)) / tau + (1 - 1 / tau) * g @ g
+    assert with_replacement > 2 * a * f + bb * g @ g + 1e-9
+    assert compat.constants_caveat() is not None
+
+
+def test_samples_in_counts_real_samples():
+    assert build_sampler("uniform", 10, 3, seed=0).samples_in(7) == 21
+    assert build_sampler("full", 10, 3, seed=0).samples_in(2) == 20
+    # reshuffle: 10 in batches of 3 is 3, 3, 3, 1 a pass
+    shuffle = build_sampler("reshuffle", 10, 3, seed=0)
+    assert [shuffle.samples_in(k) for k in (0, 3, 4, 5, 8, 9)] == [0, 9, 10, 13, 20, 23]
+    idx, w = shuffle.draw(9)
+    assert int((w > 0).sum()) == shuffle.samples_in(9)  # the padded entries are not samples
+
+
 def test_constants_satisfy_the_expected_residual_bound():
     """Consistent least squares (f_inf = f_i^inf = 0, so C = 0): the exact E||grad f_S||^2
     never exceeds 2A f + B ||grad f||^2, and importance sampling at b = 1 attains it."""

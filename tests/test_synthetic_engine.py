@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import synthetic
+from harness import synthetic, synthetic_kernel
 from harness.config import ConfigError, TrialConfig
 from harness.data import load_problem
 from harness.samplers import build_sampler
@@ -186,8 +186,8 @@ def test_kernels_compile_once_per_process():
                     {"dataset": "logreg", "sampler": "importance"}, {"sampler": "reshuffle", "batch_size": 7},
                     {"lr": None, "rho": None, "step_rule": "v2", "lr_schedule": "decreasing"}):
         list(SyntheticTrial(_cfg(iterations=20, eval_every=7, **changes)).records())
-    assert len(synthetic._run_steps.signatures) == 1
-    assert len(synthetic._evaluate.signatures) == 1
+    assert len(synthetic_kernel.run_steps.signatures) == 1
+    assert len(synthetic_kernel.evaluate.signatures) == 1
 
 
 def test_same_config_same_records():
@@ -239,7 +239,7 @@ def test_config_errors(changes, field):
 
 
 def test_figure1_usam_converges_sam_plateaus():
-    """docs/science.md section 4, experiment 1: deterministic least squares, v2 steps."""
+    """The paper's Figure 1: deterministic least squares, v2 steps."""
     base = dict(dataset="leastsq", n_samples=100, dim=100, reg=0.0, lr=None, rho=None,
                 step_rule="v2", sampler="full", batch_size=100, iterations=10_000, eval_every=100)
     usam = list(SyntheticTrial(_cfg(lam=0.0, **base)).records())
@@ -247,3 +247,42 @@ def test_figure1_usam_converges_sam_plateaus():
     assert usam[-1]["rel_subopt"] < 1e-12
     assert min(r["rel_subopt"] for r in sam) > 1e-9
     assert sam[-1]["rel_subopt"] < 1e-5  # a plateau, not a failure to move
+
+
+def test_paper_compat_at_batch_n_takes_L_as_the_reference_does():
+    """At batch size n the reference code computes its steps with L itself, not L_max:
+    paper-compat does the same; the exact sampler keeps L_max (its batches are random)."""
+    base = dict(lr=None, rho=None, step_rule="v2", lam=0.5, sampler="tau_nice", batch_size=40)
+    compat = SyntheticTrial(_cfg(paper_compat=True, **base))
+    exact = SyntheticTrial(_cfg(**base))
+    p = compat.problem
+    A, B = 0.0, 1.0  # tau-nice constants at tau = n
+    assert compat.info()["theory_rho"] == theory_step_sizes("v2", mu=p.mu, L=p.L, A=A, B=B, lam=0.5)[0]
+    assert exact.info()["theory_rho"] == theory_step_sizes("v2", mu=p.mu, L=p.L_max, A=A, B=B, lam=0.5)[0]
+    assert compat.info()["theory_lr"] > exact.info()["theory_lr"]  # p.L < p.L_max
+    # ... and neither number is a proved bound for batches drawn with replacement
+    assert compat.info()["sampler_AB_guaranteed"] is False and "replacement" in compat.info()["sampler_AB_caveat"]
+    assert exact.info()["sampler_AB_guaranteed"] is True and exact.info()["sampler_AB_caveat"] is None
+    assert SyntheticTrial(_cfg(sampler="reshuffle")).info()["sampler_AB_guaranteed"] is None  # no constants
+
+
+@pytest.mark.parametrize("key, value", [("importance_mix", 0.1), ("importance_proxy", "loss"),
+                                        ("importance_refresh", 1)])
+def test_importance_proxy_settings_are_refused_and_stored_null(key, value):
+    """Synthetic problems sample p_i ~ L_i exactly: a proxy setting would not apply, so it
+    is refused, and the stored config holds null, never a default that did not run."""
+    with pytest.raises(ConfigError, match=f"^{key}: .*null for synthetic problems"):
+        _cfg(sampler="importance", **{key: value})
+    stored = _cfg(sampler="importance").to_dict()
+    assert stored[key] is None
+    net = TrialConfig.from_dict(dict(dataset="digits", model="mlp", lr=0.1, epochs=1, sampler="importance"))
+    assert (net.importance_proxy, net.importance_mix, net.importance_refresh) == ("loss", 0.1, 1)
+
+
+def test_theory_step_rules_run_when_n_is_below_d():
+    """n = 20 < d = 40 without a regulariser: mu > 0 (the PL constant), so v2 runs and
+    USAM converges linearly to the exact minimum."""
+    cfg = _cfg(dataset="leastsq", n_samples=20, dim=40, cond=3.0, reg=0.0, lam=0.0, lr=None, rho=None,
+               step_rule="v2", sampler="full", batch_size=20, iterations=3000, eval_every=1000)
+    records = list(SyntheticTrial(cfg).records())
+    assert records[-1]["rel_subopt"] < 1e-10

@@ -87,10 +87,33 @@ def test_design_has_the_requested_condition_number(n, d):
     assert s[0] * s[-1] == pytest.approx(1.0, rel=1e-9)  # singular values centred on 1
     if n == d:
         assert np.allclose(p.A, p.A.T) and np.linalg.eigvalsh(p.A)[0] > 0  # SPD
-    if n >= d:
-        assert p.L / p.mu == pytest.approx(25.0**2, rel=1e-9)
-    else:
-        assert p.mu == 0.0
+    # n < d: mu is the smallest NON-ZERO eigenvalue of A^T A / n, so L / mu = cond^2 there too
+    assert p.L / p.mu == pytest.approx(25.0**2, rel=1e-9)
+
+
+@pytest.mark.parametrize("kind, reg", [("leastsq", 0.0), ("ridge", 0.0), ("ridge", 0.05)])
+def test_pl_constant_when_n_is_below_d(kind, reg):
+    """n = 50 < d = 100: f is PL with mu = the smallest non-zero eigenvalue of the Hessian
+    A^T A / n + reg I. Checked against an independent eigensolver (the n x n Gram matrix
+    A A^T / n holds exactly the non-zero eigenvalues of A^T A / n), by the PL inequality
+    at random points, and for tightness along the eigenvector where it must be an equality."""
+    p = problem(dataset=kind, n_samples=50, dim=100, cond=10.0, reg=reg)
+    nonzero = np.linalg.eigvalsh(p.A @ p.A.T / p.n)  # the n non-zero eigenvalues of A^T A / n
+    expected = reg if reg > 0 else nonzero[0]       # reg > 0: the null space of A gives lam_min = reg
+    assert p.mu == pytest.approx(expected, rel=1e-9) and p.mu > 0
+    if kind == "leastsq":  # the reference's sum normalisation: eigenvalues of A'^T A' are 0.1 .. 10
+        assert p.mu == pytest.approx(0.1, rel=1e-9)
+    rng = np.random.default_rng(1)
+    ratios = []
+    for _ in range(2000):
+        x = p.x_star + rng.standard_normal(p.d) * rng.uniform(0.01, 10.0)
+        g = p.grad(x)
+        ratios.append(g @ g / (2 * (p.loss(x) - p.f_star)))
+    assert min(ratios) >= p.mu * (1 - 1e-9)
+    eigs, vecs = np.linalg.eigh(p.hessian(p.x0))
+    v = vecs[:, np.argmin(np.where(eigs > 1e-9 * eigs[-1], eigs, np.inf))]  # the eigenvector of mu
+    g = p.grad(p.x_star + v)
+    assert g @ g / (2 * (p.loss(p.x_star + v) - p.f_star)) == pytest.approx(p.mu, rel=1e-6)
 
 
 def test_leastsq_matches_the_reference_normalisation():

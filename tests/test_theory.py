@@ -61,6 +61,18 @@ def test_rules_match_the_reference_formulas(n, bs, lam):
     assert gamma == pytest.approx(mu / (4 * L_max * K * (2 * L_max**2 * rho**2 * (1 - lam) ** 2 + 1)), rel=1e-12)
 
 
+def test_v2_noiseless_is_v2_with_the_noise_constants_at_zero():
+    """rho = 1/(4L), gamma = 2/L for every lam and sampler: v2's caps, as if A = B = 0 (the
+    settings behind the paper's published Figure 2 panels for lam = 0.5 and 1)."""
+    L_max = 3.1168  # the notebook's draw: rho = 0.0802, gamma = 0.6417
+    for lam in (0.0, 0.5, 1.0):
+        rho, gamma = theory_step_sizes("v2_noiseless", mu=0.03, L=L_max, A=L_max, B=0.0, lam=lam)
+        assert (rho, gamma) == (1 / (4 * L_max), 2 / L_max)
+        assert (round(rho, 4), round(gamma, 4)) == (0.0802, 0.6417)
+        # the limit of v2 as the noise constants vanish
+        assert theory_step_sizes("v2", mu=0.03, L=L_max, A=1e-9, B=0.0, lam=lam) == pytest.approx((rho, gamma))
+
+
 def test_step_size_inputs_are_checked():
     with pytest.raises(ConfigError, match="step_rule"):
         theory_step_sizes("v3", mu=1, L=1, A=1, B=0, lam=0.5)

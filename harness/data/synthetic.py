@@ -1,10 +1,13 @@
-"""The paper's synthetic problems (docs/science.md section 4), generated from a seed, with
-their constants, so theory step sizes can be computed by name.
+"""The paper's synthetic problems (Oikonomou & Loizou, ICLR 2025, section 4), generated
+from a seed, with their constants, so theory step sizes can be computed by name.
 
 All three are finite sums f(x) = (1/n) sum_i f_i(x) over the rows a_i of A (n x d):
 
 - ``ridge``:   f_i = 1/2 (a_i^T x - b_i)^2 + reg/2 ||x||^2, i.e. f = 1/(2n)||Ax - b||^2 + reg/2 ||x||^2;
-               L_i = ||a_i||^2 + reg, L = lam_max(A^T A / n) + reg, mu = lam_min(A^T A / n) + reg.
+               L_i = ||a_i||^2 + reg, L = lam_max(A^T A / n) + reg, and the PL constant mu is
+               the smallest non-zero eigenvalue of A^T A / n + reg I (``quadratic_pl_constant``):
+               lam_min(A^T A / n) + reg when n >= d; with n < d, reg when reg > 0, and the
+               smallest non-zero eigenvalue of A^T A / n when reg = 0 (PL, not strongly convex).
 - ``leastsq``: the same formula. The reference code's LeastSquares minimises the SUM
                1/2||A'x - b'||^2 (no 1/n) with L = lam_max(A'^T A'), so the design A', b'
                is stored scaled by sqrt(n): f, L and mu equal the reference's exactly, and
@@ -155,11 +158,10 @@ def load_problem(cfg: TrialConfig) -> Problem:
 
     row_norms = np.einsum("ij,ij->i", A, A)
     gram_eigs = np.linalg.eigvalsh(A.T @ A / n)
-    lam_min = 0.0 if n < d else max(float(gram_eigs[0]), 0.0)  # rank-deficient: exactly 0
     if kind == "logreg":
         L, mu, L_i = gram_eigs[-1] / 4.0 + reg, reg, row_norms / 4.0 + reg
     else:
-        L, mu, L_i = gram_eigs[-1] + reg, lam_min + reg, row_norms + reg
+        L, mu, L_i = gram_eigs[-1] + reg, quadratic_pl_constant(A, reg), row_norms + reg
 
     if kind == "logreg" and reg == 0.0 and _separable(A, b):
         raise ConfigError("reg", reg, "a number > 0 (this logreg problem has no minimiser: its data are separable)")
@@ -168,6 +170,24 @@ def load_problem(cfg: TrialConfig) -> Problem:
     problem = Problem(kind, A, b, x0, reg, float(L), L_i, float(mu), f_star=np.nan, x_star=np.full(d, np.nan))
     x_star = _logreg_minimiser(problem) if kind == "logreg" else _quadratic_minimiser(problem)
     return replace(problem, f_star=problem.loss(x_star), x_star=x_star)
+
+
+def quadratic_pl_constant(A: np.ndarray, reg: float) -> float:
+    """The PL constant of f = 1/(2n)||Ax - b||^2 + reg/2 ||x||^2: the smallest NON-ZERO
+    eigenvalue of its Hessian H = A^T A / n + reg I.
+
+    f - f* and grad f = H (x - x*) only see x - x* through its part outside the null space
+    of H, so ||grad f||^2 >= 2 mu (f - f*) holds with mu = that eigenvalue, with equality
+    along its eigenvector. With reg > 0, H has no null space and mu = lam_min(H), which is
+    exactly reg when n < d (A has a null space there). With reg = 0 and n < d, mu is the
+    smallest non-zero eigenvalue of A^T A / n: f is PL, though not strongly convex.
+    Zero is decided as numpy's matrix_rank does (relative tolerance max(n, d) * eps).
+    """
+    n, d = A.shape
+    s = np.linalg.svd(A, compute_uv=False)          # min(n, d) singular values, descending
+    eigs = np.concatenate((s**2 / n, np.zeros(max(d - n, 0)))) + reg
+    tol = eigs.max() * max(n, d) * np.finfo(np.float64).eps
+    return float(eigs[eigs > tol].min())
 
 
 def _haar_orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
