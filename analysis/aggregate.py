@@ -128,14 +128,15 @@ def trial_configs(trials: pd.DataFrame, statuses: Iterable[str] = ("ok",)) -> pd
 
 
 def trial_values(trials: pd.DataFrame, epochs: pd.DataFrame | None = None, metric: str = "test_acc",
-                 at: str = "final", statuses: Iterable[str] = ("ok",)) -> pd.DataFrame:
+                 at: str = "final", statuses: Iterable[str] = ("ok",), rank_by: str | None = None) -> pd.DataFrame:
     """Per-trial values beside each trial's configuration, for trials with the given statuses.
-    Without ``epochs`` it reads the trials table's ``final_<metric>`` / ``best_<metric>``."""
+    Without ``epochs`` it reads the trials table's ``final_<metric>`` / ``best_<metric>``;
+    with them, the best epoch is chosen by ``rank_by`` (e.g. validation accuracy)."""
     column = value_column(metric, at)
     keep = trials[trials["status"].astype(str).isin(list(statuses))] if "status" in trials else trials
     base = trial_configs(trials, statuses)
     if epochs is not None:
-        values = per_trial(epochs, metric, at)
+        values = per_trial(epochs, metric, at, rank_by)
         out = base.merge(values, on="trial_id", how="left")
     else:
         summary = f"{'final' if at == 'final' else 'best'}_{metric}"
@@ -279,13 +280,13 @@ def lam_rho_summary(trials: pd.DataFrame, metric: str = "test_acc", at: str = "f
     if select_by is not None and select_by != metric:
         rank = value_column(select_by, at)
         ranks = summarize(trial_values(trials, None, select_by, at), rank, config)
-        summary = summary.merge(ranks[[*config, f"{rank}_mean"]], on=config, how="left")
+        summary = summary.merge(ranks[[*config, f"{rank}_mean", f"{rank}_n"]], on=config, how="left")
     summary["lam_key"] = [lam_text(v) for v in summary["lam"]] if "lam" in summary else None
     summary.loc[summary["method"].astype(str) == "SGD", "lam_key"] = None
     cells = [c for c in (*WORKLOAD, "rho", "lam_key") if c in summary]
     best = best_configurations(summary, rank, cells, min_n=1)
     if rank != value:
-        best = best.drop(columns=f"{rank}_mean")
+        best = best.drop(columns=[f"{rank}_mean", f"{rank}_n"])
     best["_lam_order"] = [(-1, 0.0, "") if pd.isna(k) else lam_sort_key(k) for k in best["lam_key"]]
     best = best.sort_values([*cells[:-1], "_lam_order"], kind="stable", key=natural)
     return best.drop(columns="_lam_order").reset_index(drop=True)

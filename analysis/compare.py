@@ -79,9 +79,10 @@ def compare_with_baseline(values: pd.DataFrame, value: str, baseline: str | Mapp
     those with >= 2 seeds): difference of seed means (candidate minus baseline; of log10
     values when ``log``, i.e. a log10 ratio of geometric means) with a Welch interval at
     ``level`` (not adjusted), the Welch p-value, its Holm adjustment over the group's
-    comparisons, and the verdict from the adjusted p."""
-    config = _config(values, config)
+    comparisons, the verdict from the adjusted p, and ``<select>_selection_mean`` (what a
+    headline should be chosen by)."""
     by = [c for c in by if c in values]
+    config = [*_config(values, config), *(c for c in by if c not in _config(values, config))]
     select = select or value
     frame = values.assign(_base=baseline_mask(values, baseline).to_numpy())
     table = _stats(frame, value, select, [*config, "_base"], level, log)
@@ -98,7 +99,8 @@ def compare_with_baseline(values: pd.DataFrame, value: str, baseline: str | Mapp
     out = out.rename(columns={"_mean": f"{name}_mean", "_std": f"{name}_std", "_n": f"{value}_n",
                               "_b_mean": f"baseline_{name}_mean", "_b_std": f"baseline_{name}_std",
                               "_b_n": "baseline_n"})
-    drop = ["_base", "_select", *(c for c in out if c.startswith(f"{value}_ci") or c.startswith(f"{select}_ci"))]
+    out = out.rename(columns={"_select": f"{select}_selection_mean"})
+    drop = ["_base", *(c for c in out if c.startswith(f"{value}_ci") or c.startswith(f"{select}_ci"))]
     return out.drop(columns=[c for c in drop if c in out]).sort_values(config, kind="stable").reset_index(drop=True)
 
 

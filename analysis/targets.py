@@ -136,7 +136,11 @@ def time_to_target_table(ttt: pd.DataFrame, by: Sequence[str] = WORKLOAD,
     """One row per workload, device, method and criterion (``chosen_by``): the configuration
     fastest by that criterion, with all of its own costs."""
     parts = [method_time_to_target(ttt, c, by).assign(chosen_by=c) for c in criteria if c in ttt]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if not parts:
+        return pd.DataFrame()
+    table = pd.concat(parts, ignore_index=True)
+    first = [c for c in (*by, DEVICE, "method", "chosen_by") if c in table]
+    return table[[*first, *(c for c in table if c not in first)]]
 
 
 def performance_ratios(ttt: pd.DataFrame, cost: str = "time_to_target", by: Sequence[str] = WORKLOAD,

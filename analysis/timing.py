@@ -16,20 +16,21 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.aggregate import WORKLOAD, baseline_mask, grouped
+from analysis.aggregate import WORKLOAD, baseline_mask, config_columns, grouped
 from analysis.stats import ci_name, fieller
 
 DEVICE = "device_used"
 
 
 def epoch_times(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per finished trial: ``time_per_epoch`` (s, the median steady-state epoch; the mean
+    """Per finished trial, beside its configuration: ``time_per_epoch`` (s, the median steady-state epoch; the mean
     over the run when the epochs table is not given or a trial has a single evaluation),
     ``epochs_timed``, ``restarted`` (started more than once), ``host`` and ``session`` (the
     Ray node it ran on)."""
     done = trials[trials["status"].astype(str) == "ok"] if "status" in trials else trials
     keys = [c for c in (*WORKLOAD, DEVICE) if c in done]
-    out = done[["trial_id", "method", *keys]].copy()
+    columns = ["method", *keys, *config_columns(trials), *(c for c in ("optimizer",) if c in done)]
+    out = done[["trial_id", *dict.fromkeys(columns)]].copy()  # configs too, for baseline filters
     out["trial_id"] = out["trial_id"].astype(str)
     out["time_per_epoch"] = (done["time_train"] / done["epochs_done"]).to_numpy(dtype=float)
     out["epochs_timed"] = 0
