@@ -95,6 +95,27 @@ def summary_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, m
         doc.paragraph("Between methods, each at its best configuration (Welch, Holm over each workload's pairs; "
                       "tables/pairwise.csv): " + _pairs_text(pairs, value, metric, log))
     _sharpness_summary(doc, done, metric, tables)
+    _cost_summary(doc, trials, epochs, baseline)
+
+
+def _cost_summary(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, baseline: Baseline) -> None:
+    done = trials[trials["status"].astype(str) == "ok"]
+    if not {"time_train", "epochs_done"} <= set(done):
+        return
+    table = timing.wallclock_table(trials, epochs, baseline)
+    table = table[~table["is_baseline"]]
+    if table.empty:
+        return
+    keys = [c for c in (*agg.WORKLOAD, targets.DEVICE) if c in table]
+    lines = []
+    for key, group in agg.grouped(table, keys):
+        parts = [f"{row['method']} {row['ratio_to_baseline']:.2f}×" + (
+            f" [{row['ratio_ci95_low']:.2f}, {row['ratio_ci95_high']:.2f}]" if np.isfinite(row["ratio_ci95_low"])
+            else "") for row in group.sort_values("method", key=lambda m: m.map(_method_key)).to_dict("records")]
+        lines.append(f"{facet_name(key if isinstance(key, tuple) else (key,), keys)}: " + "; ".join(parts))
+    doc.paragraph(f"Training time per epoch relative to {agg.baseline_text(baseline)} (median steady-state epoch "
+                  "per trial; ratio of means with Fieller's 95% interval; tables/wallclock.csv):")
+    doc.bullets(lines)
 
 
 def comparison_lines(cmp: pd.DataFrame, value: str, metric: str, condition: str, label: str,

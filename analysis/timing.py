@@ -62,8 +62,9 @@ def wallclock_table(trials: pd.DataFrame, epochs: pd.DataFrame | None = None,
                     baseline: str | Mapping[str, str] = "SGD", by: Sequence[str] = WORKLOAD,
                     level: float = 0.95) -> pd.DataFrame:
     """Per workload, device and method: mean time per epoch (s), its ratio to the baseline's
-    with Fieller's interval, n, how many of the trials were restarted and in how many Ray
-    sessions the compared trials ran (>1: timings may reflect different machine load)."""
+    with Fieller's interval (none on the baseline's own row, ``is_baseline``), n, how many of
+    the trials were restarted and in how many Ray sessions the compared trials ran (>1:
+    timings may reflect different machine load)."""
     times = epoch_times(trials, epochs)
     times["_base"] = baseline_mask(times, baseline).to_numpy()
     keys = [c for c in (*by, DEVICE) if c in times]
@@ -83,6 +84,8 @@ def wallclock_table(trials: pd.DataFrame, epochs: pd.DataFrame | None = None,
     name = ci_name(level)
     out["ratio_to_baseline"] = ratio["ratio"].to_numpy()
     out[f"ratio_{name}_low"], out[f"ratio_{name}_high"] = ratio["low"].to_numpy(), ratio["high"].to_numpy()
+    out["is_baseline"] = out["_base"] & (out["n"] == out["_b_n"]) & (out["time_per_epoch_mean"] == out["_b_mean"])
+    out.loc[out["is_baseline"], [f"ratio_{name}_low", f"ratio_{name}_high"]] = np.nan  # not against itself
     out["sessions"] = [len(a | b) for a, b in zip(out["_sessions"], out["_b_sessions"])]
     out = out.drop(columns=["_base", "_sessions", "_b_sessions", "_b_mean", "_b_std", "_b_n"])
     return out.sort_values([*keys, "method"], kind="stable").reset_index(drop=True)
