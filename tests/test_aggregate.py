@@ -376,3 +376,26 @@ def test_the_reference_always_reaches_its_own_target_under_the_null(seeds):
     chosen["old_target"] = chosen["dataset"].astype(str).map(old.rename(index=str)).astype(float)
     reached = (chosen["test_acc_best_epoch"] >= chosen["old_target"]).groupby(chosen["dataset"], observed=True).sum()
     assert (reached < (seeds + 1) // 2).mean() > 0.3
+
+
+def test_per_sample_work_is_the_unit_where_batch_sizes_differ():
+    rows, curves = [], {}
+    for tid, batch, method in (("a", 32, "SGD"), ("b", 128, "SAM")):
+        rows.append({"trial_id": tid, "method": method, "lam": None if method == "SGD" else "1",
+                     "rho": 0.0 if method == "SGD" else 0.05, "seed": 0, "batch_size": batch})
+        steps = 1 if method == "SGD" else 2
+        curves[tid] = {"test_acc": [0.5, 0.9], "time_train": [1.0, 2.0], "grad_evals": [10 * steps, 20 * steps],
+                       "grad_samples": [10.0 * steps * batch, 20.0 * steps * batch], "refresh_samples": [0.0, 100.0]}
+    trials, epochs = _trials(rows), _epochs(curves)
+    assert compare.cost_column(trials, epochs) == "samples"
+    assert compare.cost_column(trials.assign(batch_size=32), epochs) == "grad_evals"
+    ttt = targets.time_to_target(trials, epochs, 0.85).set_index("trial_id")
+    assert ttt.loc["a", "samples_to_target"] == 20 * 32 + 100 and ttt.loc["b", "samples_to_target"] == 40 * 128 + 100
+    assert compare.total_cost(trials, epochs, "samples")["b"] == 40 * 128 + 100
+
+
+def test_summary_text_says_when_seeds_agree_exactly():
+    from analysis import report_text
+
+    table = stats.summarize(pd.DataFrame({"g": 0, "v": [0.9, 0.9, 0.9]}), "v", ["g"]).iloc[0]
+    assert report_text.stat_text(table, "v", "test_acc") == "90.00% ± 0.00% (n=3, every seed equal: no interval)"
