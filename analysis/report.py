@@ -49,8 +49,9 @@ def build_report(sweep_dir: Path, out_dir: Path | None = None, fmt: str = "png",
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir / "report"
     trials, epochs = load(sweep_dir)
-    if len(trials) and not isinstance(baseline, str):
-        agg.baseline_mask(trials, baseline)  # an unknown column fails before anything is written
+    if len(trials) and not isinstance(baseline, str) and not agg.baseline_mask(trials, baseline).any():
+        values = "; ".join(f"{k}: " + ", ".join(sorted(trials[k].dropna().astype(str).unique())) for k in baseline)
+        raise ConfigError("baseline", agg.baseline_text(baseline), f"a filter matching some trials ({values})")
     grid = _expected(sweep_dir, expected)
     name = _sweep_name(sweep_dir, trials)
     doc = Document(f"sambench report: {name}")

@@ -248,3 +248,5 @@ def test_report_baseline_option_and_a_bad_filter(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "baseline" in err[0] and "'colour'" in err[0]
     assert cli.main(["report", str(sweep), "--baseline", "optimizer"]) == 2
+    assert cli.main(["report", str(sweep), "--baseline", "optimizer=adam"]) == 2
+    assert "optimizer: sam, sgd" in capsys.readouterr().err
