@@ -44,9 +44,9 @@ def reference_target(trials: pd.DataFrame, epochs: pd.DataFrame, reference: str 
     if base.empty:
         return pd.DataFrame(columns=[*by, "target", "target_n"])
     selection = selection or selection_for(metric, trials, epochs)
-    config = config_columns(trials)
     column = value_column(metric, "best")
     values = trial_values(base, epochs, metric, "best")
+    config = [c for c in config_columns(trials) if c in values]  # what varies among the reference's trials
     rank = value_column(selection.metric, "best")
     if rank != column:
         values = values.merge(selection_values(base, epochs, selection, "best")[["trial_id", rank]], on="trial_id")

@@ -133,6 +133,9 @@ def test_reference_target_fixes_the_best_configuration_first():
     # configurations (0.85, 0.82, 0.90 -> 0.85) is a target lr=0.1 misses with 2 of 3 seeds.
     assert target["target"].iloc[0] == pytest.approx(0.82)
     assert target["lr"].iloc[0] == 0.1 and target["target_n"].iloc[0] == 3
+    # a setting that varies only among other methods' trials changes nothing
+    sam_momentum = trials.assign(momentum=np.where(trials["method"] == "SAM", 0.9, 0.0))
+    assert targets.reference_target(sam_momentum, epochs, "SGD")["target"].iloc[0] == pytest.approx(0.82)
     # two seeds: lr=0.05 is best (0.83 against 0.81); the easier middle value of 0.85, 0.81
     two_seeds = trials[trials["seed"] < 2]
     assert targets.reference_target(two_seeds, epochs, "SGD")["target"].iloc[0] == pytest.approx(0.81)
