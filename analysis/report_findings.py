@@ -66,7 +66,7 @@ def summary_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, m
     ranked = summary if select is None else summary.merge(
         summarize(values, select, config)[[*config, f"{select}_mean", f"{select}_n"]], on=config)
     best = agg.best_configurations(ranked, rank)
-    single = int((summary[f"{value}_n"] < agg.MIN_SEEDS).sum())
+    single = int(summary[f"{value}_n"].between(1, agg.MIN_SEEDS - 1).sum())  # n = 0: the metric is not measured
     doc.paragraph(f"Best configuration per workload (dataset · model · sampler), by the seed "
                   f"{'geometric ' if log and select is None else ''}mean of the final "
                   f"{say.metric_text(selection.metric)}, among configurations with at least "
