@@ -55,7 +55,7 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("sharpness_over_training", "Sharpness over training", fig_sharpness_over_training, True),
     FigureSpec("sharpness_vs_lam", "Final sharpness against λ, one line per ρ", fig_sharpness_vs_lam, False),
     FigureSpec("sampler_comparison", "Samplers: uniform, importance and reshuffling", fig_sampler_comparison, False),
-    FigureSpec("wallclock", "Training time per epoch relative to SGD", fig_wallclock, False),
+    FigureSpec("wallclock", "Training time per epoch relative to SGD", fig_wallclock, True),
     FigureSpec("time_to_target", "Time to target", fig_time_to_target, True),
     FigureSpec("performance_profile", "Performance profile across workloads", fig_performance_profile, True),
     FigureSpec("theory_lam", "Relative suboptimality, one line per λ", fig_theory_curves, True, {"hue": "lam"}),

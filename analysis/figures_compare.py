@@ -8,10 +8,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis import style
-from analysis.aggregate import (AT_TEXT, WORKLOAD, best_config_trials, epoch_time_ratio, higher_is_better,
-                                method_time_to_target, performance_profile, performance_ratios,
-                                primary_metric, reference_target, summarize, time_to_target, value_column)
+from analysis.aggregate import (AT_TEXT, WORKLOAD, best_config_trials, higher_is_better, log_scale, primary_metric,
+                                value_column)
 from analysis.plotting import SkipFigure, caption, facets, figure, grid, log_axis, method_legend, ok_trials, require
+from analysis.stats import center_column, summarize
+from analysis.targets import (DEVICE, method_time_to_target, n_workloads, performance_profile, performance_ratios,
+                              reference_target, time_to_target)
+from analysis.timing import wallclock_table
 
 SAMPLER_ORDER = ("full", "tau_nice", "uniform", "importance", "reshuffle")
 COST_TEXT = {"time_to_target": "Training-only time to target (s)",
@@ -21,7 +24,8 @@ COST_TEXT = {"time_to_target": "Training-only time to target (s)",
 @figure
 def fig_sampler_comparison(trials: pd.DataFrame, at: str = "final") -> Figure:
     """Uniform against importance sampling against reshuffling: each method (at its best
-    configuration per sampler) with 95% CI over seeds, one panel per dataset and model."""
+    configuration per sampler) with 95% CI over seeds, one panel per dataset and model.
+    Relative suboptimality shows geometric means with log-scale intervals."""
     done = ok_trials(trials)
     metric = primary_metric(done)
     at = at if metric == "test_acc" else "final"
@@ -29,7 +33,9 @@ def fig_sampler_comparison(trials: pd.DataFrame, at: str = "final") -> Figure:
     keys = [c for c in ("dataset", "model") if c in done]
     chosen = best_config_trials(done, by=[*keys, "sampler", "method"], metric=metric, at=at)
     value = value_column(metric, at)
-    stats = summarize(chosen, value, [*keys, "sampler", "method"])
+    log = log_scale(metric)
+    stats = summarize(chosen, value, [*keys, "sampler", "method"], log=log)
+    center = center_column(value, log)
     panels = [(t, p) for t, p in facets(stats, keys) if p["sampler"].nunique() >= 2]
     if not panels:
         raise SkipFigure("no dataset and model was run with more than one sampler")
@@ -44,7 +50,7 @@ def fig_sampler_comparison(trials: pd.DataFrame, at: str = "final") -> Figure:
             sub = panel[panel["method"].astype(str) == method]
             rows = sub.set_index(sub["sampler"].astype(str)).reindex(samplers)
             xs = np.arange(len(samplers)) + width * (i - (len(methods) - 1) / 2)
-            mean = k * rows[f"{value}_mean"].to_numpy()
+            mean = k * rows[center].to_numpy()
             err = np.vstack([mean - k * rows[f"{value}_ci95_low"].to_numpy(),
                              k * rows[f"{value}_ci95_high"].to_numpy() - mean])
             ax.errorbar(xs, mean, yerr=np.nan_to_num(err), fmt="o", capsize=3, color=style.method_color(method),
@@ -52,7 +58,7 @@ def fig_sampler_comparison(trials: pd.DataFrame, at: str = "final") -> Figure:
         ax.set_xticks(range(len(samplers)), [style.SAMPLER_NAMES.get(s, s) for s in samplers])
         ax.set_xlabel(style.label("sampler"))
         ax.set_ylabel(style.label(metric, AT_TEXT[at]))
-        if not higher_is_better(metric) and (panel[f"{value}_mean"].dropna() > 0).all():
+        if not higher_is_better(metric) and (panel[center].dropna() > 0).all():
             log_axis(ax)
         ax.set_title(title)
     method_legend(fig, axes.flat, title="each method at its best configuration per sampler; bars: 95% CI")
@@ -60,26 +66,26 @@ def fig_sampler_comparison(trials: pd.DataFrame, at: str = "final") -> Figure:
 
 
 @figure
-def fig_wallclock(trials: pd.DataFrame, baseline: str = style.BASELINE) -> Figure:
+def fig_wallclock(trials: pd.DataFrame, epochs: pd.DataFrame | None = None, baseline: str = style.BASELINE) -> Figure:
     """Training-only time per epoch of each method as a multiple of the baseline's (SGD) on
-    the same workload and device; bars are means over trials with 95% CI."""
+    the same workload and device: ratio of mean steady-state epoch times (the median epoch
+    of each trial, its first epoch left out), bars: Fieller 95% interval."""
     require(trials, ["time_train", "epochs_done", "method"], "the trials")
     if baseline not in set(ok_trials(trials)["method"].astype(str)):
         raise SkipFigure(f"there are no finished {baseline} trials to measure against")
-    ratios = epoch_time_ratio(trials, baseline)
-    column = f"time_per_epoch_vs_{baseline}"
-    keys = [c for c in (*WORKLOAD, "device_used", "device") if c in ratios][:len(WORKLOAD) + 1]
-    stats = summarize(ratios, column, [*keys, "method"])
-    panels = facets(stats, keys)
+    table = wallclock_table(trials, epochs, baseline)
+    keys = [c for c in (*WORKLOAD, DEVICE) if c in table]
+    panels = facets(table, keys)
     fig, axes = grid(len(panels), width=4.8, height=3.8, max_cols=3)
     for ax, (title, panel) in zip(axes.flat, panels):
         methods = style.method_order(panel["method"])
         rows = panel.set_index(panel["method"].astype(str)).reindex(methods)
-        mean = rows[f"{column}_mean"].to_numpy()
-        err = np.vstack([mean - rows[f"{column}_ci95_low"].to_numpy(), rows[f"{column}_ci95_high"].to_numpy() - mean])
+        mean = rows["ratio_to_baseline"].to_numpy(dtype=float)
+        low, high = rows["ratio_ci95_low"].to_numpy(dtype=float), rows["ratio_ci95_high"].to_numpy(dtype=float)
+        err = np.vstack([mean - low, high - mean])
         ax.bar(range(len(methods)), mean, yerr=np.nan_to_num(err), capsize=3,
                color=[style.method_color(m) for m in methods])
-        tops = np.fmax(mean, rows[f"{column}_ci95_high"].to_numpy())
+        tops = np.fmax(mean, high)
         for x, (y, top) in enumerate(zip(mean, tops)):
             ax.annotate(f"{y:.2f}×", (x, top), xytext=(0, 3), textcoords="offset points", ha="center",
                         va="bottom", fontsize=8)
@@ -100,7 +106,8 @@ def targets(trials: pd.DataFrame, epochs: pd.DataFrame, target: float | None, re
         table = reference_target(trials, epochs, reference, metric)
         if table.empty:
             raise SkipFigure(f"there are no {reference} trials to set the target from (pass target=)")
-        text = f"{style.label(metric)} {goal} the median over seeds of {reference}'s best (per workload)"
+        text = (f"{style.label(metric)} {goal} the median over seeds of the best value of {reference}'s best "
+                "configuration (per workload)")
         return time_to_target(trials, epochs, table, metric), text
     return time_to_target(trials, epochs, target, metric), f"{style.label(metric)} {goal} {target:g}"
 
@@ -109,11 +116,12 @@ def targets(trials: pd.DataFrame, epochs: pd.DataFrame, target: float | None, re
 def fig_time_to_target(trials: pd.DataFrame, epochs: pd.DataFrame, target: float | None = None,
                        reference: str = style.BASELINE, metric: str | None = None) -> Figure:
     """Bars: per workload, each method's median training-only time and gradient evaluations
-    to reach the target (best configuration; whiskers span the seeds that reached it;
-    'k/n' counts them). Methods whose median seed misses the target get no bar."""
+    to reach the target (its fastest configuration by each measure; whiskers span the seeds
+    that reached it; 'k/n' counts them out of all seeds, diverged ones included). Methods
+    whose median seed misses the target get no bar. Times only compare within a device."""
     metric = metric or primary_metric(trials)
     ttt, text = targets(trials, epochs, target, reference, metric)
-    keys = [c for c in WORKLOAD if c in ttt]
+    keys = [c for c in (*WORKLOAD, DEVICE) if c in ttt]
     panels = facets(ttt, keys)
     if np.isinf(method_time_to_target(ttt, "time_to_target")["time_to_target"]).all():
         raise SkipFigure("no method reached the target with most of its seeds")
@@ -147,17 +155,21 @@ def fig_time_to_target(trials: pd.DataFrame, epochs: pd.DataFrame, target: float
 def fig_performance_profile(trials: pd.DataFrame, epochs: pd.DataFrame, target: float | None = None,
                             reference: str = style.BASELINE, metric: str | None = None) -> Figure:
     """AlgoPerf's performance profile: for each method, the fraction of workloads (dataset x
-    model x sampler) on which its time-to-target is within a factor tau of the fastest
-    method's, by training-only time and by gradient evaluations."""
+    model x sampler, and device for times) on which its time-to-target is within a factor
+    tau of the fastest method's (log-scaled tau axis), by training-only time and by
+    gradient evaluations. Drawn only for two or more workloads."""
     metric = metric or primary_metric(trials)
     ttt, text = targets(trials, epochs, target, reference, metric)
+    if n_workloads(performance_ratios(ttt, "grad_evals_to_target")) < 2:
+        raise SkipFigure("a performance profile needs two or more workloads; this sweep has one "
+                         "(the time-to-target figure shows it)")
     if np.isinf(method_time_to_target(ttt, "time_to_target")["time_to_target"]).all():
         raise SkipFigure("no method reached the target with most of its seeds")
     fig, axes = grid(2, width=4.8, height=3.6)
     for ax, cost in zip(axes.flat, ("time_to_target", "grad_evals_to_target")):
         ratios = performance_ratios(ttt, cost)
         profile = performance_profile(ratios)
-        n = len(ratios.groupby([c for c in WORKLOAD if c in ratios], observed=True))
+        n = n_workloads(ratios)
         methods = style.method_order(profile["method"])
         for i, method in enumerate(methods):
             curve = profile[profile["method"] == method]

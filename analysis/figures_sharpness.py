@@ -16,7 +16,8 @@ from analysis.plotting import (caption, curve_stats, facets, figure, grid, integ
 
 @figure
 def fig_sharpness_vs_accuracy(trials: pd.DataFrame, at: str = "final") -> Figure:
-    """One point per trial: final lam_max (log x) against test accuracy, coloured by method."""
+    """One point per trial: final lam_max against test accuracy, coloured by method (lam_max
+    on a log axis in panels where it spans more than a factor 10)."""
     require(trials, ["final_lam_max", "final_test_acc" if at == "final" else "best_test_acc"], "the trials")
     values = trial_values(ok_trials(trials), None, "test_acc", at)
     sharp = trial_values(ok_trials(trials), None, "lam_max", "final")

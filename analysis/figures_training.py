@@ -13,7 +13,7 @@ from analysis import style
 from analysis.aggregate import (AT_TEXT, WORKLOAD, best_config_trials, lam_rho_summary, lam_sort_key,
                                 value_column)
 from analysis.plotting import (SkipFigure, caption, curve_stats, facets, figure, grid, integer_ticks, log_axis,
-                               method_legend, ok_trials, require, seed_band, wide_range)
+                               method_legend, ok_trials, require, seed_band, wide_range, zoom_after_start)
 
 CURVE_X = ("epoch", "time_train", "grad_evals")
 
@@ -23,7 +23,9 @@ def fig_learning_curves(trials: pd.DataFrame, epochs: pd.DataFrame, x: str = "ep
                         metrics: tuple[str, ...] = ("test_acc", "train_loss")) -> Figure:
     """Test accuracy and training loss against ``x`` (epoch, training-only time or gradient
     evaluations): one panel column per workload, one line per method at its best
-    configuration (by final test accuracy), bands of ±1 sd over seeds."""
+    configuration (by final validation accuracy where recorded, else final test accuracy),
+    bands of ±1 sd over seeds. Accuracy axes fit the curves after the first quarter of the
+    x range; loss axes are logarithmic where the loss spans more than a factor 10."""
     if x not in CURVE_X:
         raise SkipFigure(f"x must be one of {', '.join(CURVE_X)}")
     require(trials, ["final_test_acc"], "the trials")
@@ -44,19 +46,22 @@ def fig_learning_curves(trials: pd.DataFrame, epochs: pd.DataFrame, x: str = "ep
         for row, metric in enumerate(metrics):
             ax = axes[row, col]
             curves = curve_stats(panel.dropna(subset=[x, metric]), ["method"], x, metric)
+            k = style.scale(metric)
             for method in style.method_order(curves["method"]):
                 c = curves[curves["method"].astype(str) == method]
-                k = style.scale(metric)
                 seed_band(ax, c["x"].to_numpy(), k * c["y"].to_numpy(), k * (c["y"] - c["sd"]).to_numpy(),
                           k * (c["y"] + c["sd"]).to_numpy(), style.method_color(method), method)
             if metric.endswith("loss") and wide_range(curves["y"]):
                 log_axis(ax)
+            if metric.endswith("_acc"):
+                zoom_after_start(ax, curves["x"], k * (curves["y"] - curves["sd"]), k * (curves["y"] + curves["sd"]))
             ax.set_title(title if row == 0 else "")
             ax.set_xlabel(style.label(x) if row == len(metrics) - 1 else "")
             integer_ticks(ax, x)
             ax.set_ylabel(style.label(metric) if col == 0 else "")
     method_legend(fig, axes.flat)
-    caption(fig, "Each method at its best configuration (final test accuracy); bands: ±1 sd over seeds")
+    caption(fig, "Each method at its best configuration; bands: ±1 sd over seeds; accuracy axes fit the curves "
+            "after the first quarter of the x range (earlier points may lie below)")
     return fig
 
 

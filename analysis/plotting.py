@@ -162,6 +162,23 @@ def log_axis(ax, axis: str = "y") -> None:
         target.set_minor_formatter(mticker.FuncFormatter(lambda v, _: _minor_tick(v, marks)))
 
 
+def zoom_after_start(ax, x: np.ndarray, low: np.ndarray, high: np.ndarray, start: float = 0.25) -> bool:
+    """Fit the y axis to the curves after the first ``start`` of the x range (accuracy rises
+    from chance in the first evaluations and would squeeze the end, where methods differ,
+    into a sliver). Returns whether points were left below the axis."""
+    x, low, high = (np.asarray(v, dtype=float) for v in (x, low, high))
+    keep = np.isfinite(x) & np.isfinite(low) & np.isfinite(high)
+    if not keep.any():
+        return False
+    late = keep & (x >= x[keep].min() + start * (x[keep].max() - x[keep].min()))
+    if not late.any():
+        return False
+    bottom, top = low[late].min(), high[late].max()
+    pad = 0.08 * max(top - bottom, 1e-9)
+    ax.set_ylim(bottom - pad, top + pad)
+    return bool((low[keep] < bottom - pad).any())
+
+
 def wide_range(values) -> bool:
     """Positive values spanning more than a factor 10: worth a log axis."""
     v = np.asarray(values, dtype=float)

@@ -2,11 +2,12 @@
 
 report/ holds report.md, a self-contained report.html (figures embedded), figures/ in the
 chosen format and tables/ as CSV. It opens with the spec, provenance, trial counts by
-status and an automatic summary (best configuration per workload; SAM-family against SGD
-at equal epochs and at equal gradient evaluations, with 95% intervals), then the tables
-and every figure the sweep has the data for. It reads a running or partly failed sweep
-and says what is missing. Nothing in it depends on the clock, so the same Parquet always
-gives the same tables.
+status and an automatic summary (analysis.report_findings: how configurations were chosen,
+the best configuration per workload, every configuration against a baseline at equal
+epochs and at equal compute with Holm-corrected verdicts, methods pairwise, sharpness),
+then the tables and every figure the sweep has the data for. It reads a running or partly
+failed sweep and says what is missing. Nothing in it depends on the clock, so the same
+Parquet always gives the same tables. docs/statistics.md explains every statistic.
 """
 
 from __future__ import annotations
@@ -21,33 +22,38 @@ import pandas as pd
 
 from analysis import aggregate as agg
 from analysis.document import Document
+from analysis.report_findings import Baseline, summary_section, tables_section
 from analysis.figures import FIGURES, FORMATS, close, save
 from analysis.load import INCOMPLETE, load
 from analysis.plotting import facet_name
 from analysis.tuned import tuned_section
+from analysis.timing import hosts_of
 from harness import store
 from harness.config import ConfigError
 
-TABLES = ("summary_final", "summary_best_epoch", "table2_final", "vs_sgd_equal_epochs", "vs_sgd_equal_compute",
-          "time_to_target", "performance_ratios", "wallclock", "trials", "missing")
+TABLES = ("summary_final", "summary_best_epoch", "table2_final", "vs_baseline_equal_epochs",
+          "vs_baseline_equal_compute", "pairwise", "lam_max", "targets", "time_to_target", "performance_ratios",
+          "wallclock", "trials", "missing", "vs_sgd_equal_epochs", "vs_sgd_equal_compute")
 PROVENANCE = ("git_commit", "git_dirty", "sambench_version", "python_version", "torch_version", "ray_version",
               "hostname", "cpu_model", "gpu_model", "device_used")
 MAX_FAILED = 30
-FAMILY_NOTE = ("The best of several SAM-family configurations is chosen after the fact, which favours it; "
-               "the count of configurations clearly better or worse than SGD is the fairer reading.")
 
 
 def build_report(sweep_dir: Path, out_dir: Path | None = None, fmt: str = "png",
-                 expected: Mapping[str, Any] | None = None) -> Path:
+                 expected: Mapping[str, Any] | None = None, baseline: Baseline = agg.BASELINE) -> Path:
     """Write the report of ``sweep_dir`` into ``out_dir`` (default ``sweep_dir/report``) and
     return the path of report.html. ``expected`` is the grid the sweep should hold, as a
     manifest (``{"trials": [{"trial_id", "trial"}, ...]}``) or ``{trial_id: config}``;
-    by default the sweep's own manifest."""
+    by default the sweep's own manifest. ``baseline`` is a method label or a filter on
+    trial columns (``{"optimizer": "sam"}``) naming what every configuration is compared with."""
     if fmt not in FORMATS:
         raise ConfigError("format", fmt, ", ".join(FORMATS))
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir / "report"
     trials, epochs = load(sweep_dir)
+    if len(trials) and not isinstance(baseline, str) and not agg.baseline_mask(trials, baseline).any():
+        values = "; ".join(f"{k}: " + ", ".join(sorted(trials[k].dropna().astype(str).unique())) for k in baseline)
+        raise ConfigError("baseline", agg.baseline_text(baseline), f"a filter matching some trials ({values})")
     grid = _expected(sweep_dir, expected)
     name = _sweep_name(sweep_dir, trials)
     doc = Document(f"sambench report: {name}")
@@ -60,8 +66,8 @@ def build_report(sweep_dir: Path, out_dir: Path | None = None, fmt: str = "png",
     done = trials[trials["status"].astype(str) == "ok"] if len(trials) else trials
     if len(done):
         metric = agg.primary_metric(done)
-        _summary_section(doc, trials, epochs, metric, tables)
-        _tables_section(doc, trials, epochs, metric, tables)
+        summary_section(doc, trials, epochs, metric, baseline, tables)
+        tables_section(doc, trials, epochs, metric, baseline, tables)
     else:
         doc.heading("Summary")
         doc.paragraph("No trial has finished successfully yet: there is nothing to aggregate.")
@@ -121,7 +127,9 @@ def _provenance_section(doc: Document, trials: pd.DataFrame) -> None:
         text = values[0] if len(values) == 1 else "; ".join(f"{v} ({counts[v]} trials)" for v in values)
         rows.append({"item": column, "value": text})
     if "node" in trials and trials["node"].notna().any():
-        rows.append({"item": "Ray nodes", "value": str(trials["node"].nunique())})
+        nodes = trials["node"].dropna().astype(str)
+        hosts = nodes.map(hosts_of).nunique()
+        rows.append({"item": "hosts", "value": f"{hosts} ({nodes.nunique()} Ray node session(s))"})
     if "finished_at" in trials and trials["finished_at"].notna().any():
         first, last = trials["finished_at"].min(), trials["finished_at"].max()
         rows.append({"item": "trials finished (UTC)", "value": f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}"})
@@ -157,7 +165,8 @@ def _status_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, g
         doc.paragraph("Every trial of the grid has a result.")
     failed = trials[trials["status"].astype(str).isin(["error", "diverged"])] if len(trials) else trials
     if len(failed):
-        doc.paragraph("Failed trials (excluded from the statistics, which use status ok only):")
+        doc.paragraph("Failed trials: left out of the seed statistics (status ok only); in time-to-target they "
+                      "count as seeds that never reached the target:")
         shown = failed.sort_values("trial_id").head(MAX_FAILED)
         more = [f"and {len(failed) - MAX_FAILED} more (tables/trials.csv)"] if len(failed) > MAX_FAILED else []
         doc.bullets([f"{r.trial_id} ({r.method}, seed {r.seed}): {r.status}"
@@ -201,152 +210,6 @@ def _missing(grid: dict[str, dict], running: set[str], not_started: list[str], e
     return pd.DataFrame(rows)
 
 
-# -- summary ----------------------------------------------------------------------------
-
-def _summary_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, metric: str,
-                     tables: dict[str, pd.DataFrame]) -> None:
-    doc.heading("Summary")
-    done = trials[trials["status"].astype(str) == "ok"]
-    summary = agg.seed_summary(done, None, metric, "final")
-    value = agg.value_column(metric, "final")
-    best = agg.best_configurations(summary, value)
-    items = []
-    for row in best.to_dict("records"):
-        items.append(f"{_workload(row)}: best configuration {_config_text(row, summary)}, "
-                     f"{_metric_text(metric)} (final) {_stat_text(row, value, metric)}")
-    doc.paragraph("Best configuration per workload (dataset · model · sampler), by the seed mean of the final value:")
-    doc.bullets(items)
-    methods = set(done["method"].astype(str))
-    if agg.BASELINE not in methods or methods == {agg.BASELINE}:
-        doc.paragraph("SAM-family against SGD: not compared, the sweep "
-                      + (f"has no {agg.BASELINE} baseline." if agg.BASELINE not in methods else "has no SAM-family trials."))
-        return
-    values = agg.trial_values(done, None, metric, "final")
-    epochs_cmp = agg.compare_with_baseline(values, value, agg.BASELINE)
-    tables["vs_sgd_equal_epochs"] = epochs_cmp
-    compute_values = agg.at_equal_cost(done, epochs, metric)
-    compute_value = f"{metric}_at_equal_grad_evals"
-    compute_cmp = agg.compare_with_baseline(compute_values, compute_value, agg.BASELINE)
-    budgets = compute_values.dropna(subset=["budget"]).groupby(
-        [c for c in agg.WORKLOAD if c in compute_values], observed=True)["budget"].first()
-    tables["vs_sgd_equal_compute"] = compute_cmp
-    doc.paragraph("SAM-family against SGD (difference of seed means, Welch 95% interval; "
-                  "each workload's best SGD configuration is the baseline). " + FAMILY_NOTE)
-    doc.bullets(_comparison_lines(epochs_cmp, value, metric, "at equal epochs (final values)", None)
-                + _comparison_lines(compute_cmp, compute_value, metric, "at equal gradient evaluations", budgets))
-
-
-def _comparison_lines(cmp: pd.DataFrame, value: str, metric: str, condition: str,
-                      budgets: pd.Series | None) -> list[str]:
-    lines = []
-    keys = [c for c in agg.WORKLOAD if c in cmp]
-    for key, group in agg.grouped(cmp, keys):
-        group = group.dropna(subset=[f"{value}_diff"])
-        if group.empty:
-            continue
-        up = agg.higher_is_better(metric)
-        top = group.sort_values(f"{value}_diff", ascending=not up, kind="stable").iloc[0]
-        budget = ""
-        if budgets is not None:
-            spent = budgets.get(key if len(keys) > 1 else key[0])
-            budget = f" (budget {spent:,.0f} gradient evaluations)" if spent is not None else ""
-        verdicts = group["verdict"].value_counts()
-        lines.append(
-            f"{_workload(top)}, {condition}{budget}: best SAM-family {_config_text(top, cmp)} "
-            f"{_number(metric, top[f'{value}_mean'])} vs SGD {_number(metric, top['baseline_mean'])}, "
-            f"difference {_diff(metric, top[f'{value}_diff'])} "
-            f"[{_diff(metric, top[f'{value}_diff_ci95_low'])}, {_diff(metric, top[f'{value}_diff_ci95_high'])}]"
-            f" ({top['verdict']}); of {len(group)} SAM-family configurations {verdicts.get('better', 0)} better, "
-            f"{verdicts.get('worse', 0)} worse, {len(group) - verdicts.get('better', 0) - verdicts.get('worse', 0)} "
-            "without a clear difference")
-    return lines
-
-
-# -- tables -----------------------------------------------------------------------------
-
-def _tables_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, metric: str,
-                    tables: dict[str, pd.DataFrame]) -> None:
-    doc.heading("Tables")
-    done = trials[trials["status"].astype(str) == "ok"]
-    doc.paragraph("Statistics over seeds: mean, sample std, n, and a Student-t 95% interval. Column names "
-                  "say which value each uses: _final (the last evaluation) or _best_epoch (the evaluation "
-                  "with the best value). Values in stored units (accuracy as a fraction).")
-    tables["summary_final"] = agg.seed_summary(done, None, metric, "final")
-    has_best = f"best_{metric}" in done
-    tables["summary_best_epoch"] = agg.seed_summary(done, None if has_best else epochs, metric, "best")
-    for name, title in (("summary_final", "Final values"), ("summary_best_epoch", "Best-epoch values")):
-        doc.heading(title, 3)
-        doc.table(tables[name], f"{name}.csv")
-    table2 = _table2(done, metric)
-    if table2 is not None:
-        tables["table2_final"] = table2
-        doc.heading("ρ × λ (the layout of the paper's Table 2)", 3)
-        doc.table(table2, "table2_final.csv")
-    for name, title in (("vs_sgd_equal_epochs", "Against SGD at equal epochs"),
-                        ("vs_sgd_equal_compute", "Against SGD at equal gradient evaluations")):
-        if name in tables:
-            doc.heading(title, 3)
-            doc.table(tables[name], f"{name}.csv")
-    _time_tables(doc, done, trials, epochs, metric, tables)
-    if {"time_train", "epochs_done"} <= set(done) and agg.BASELINE in set(done["method"].astype(str)):
-        ratios = agg.epoch_time_ratio(trials)
-        keys = [c for c in (*agg.WORKLOAD, "device_used", "device") if c in ratios][:len(agg.WORKLOAD) + 1]
-        tables["wallclock"] = agg.summarize(ratios, "time_per_epoch_vs_SGD", [*keys, "method"])
-        doc.heading("Training time per epoch relative to SGD", 3)
-        doc.table(tables["wallclock"], "wallclock.csv")
-
-
-def _table2(done: pd.DataFrame, metric: str) -> pd.DataFrame | None:
-    """Mean ± sd (accuracy in %) with rho down and lam across, one block per workload."""
-    if metric != "test_acc" or "lam" not in done or done["lam"].nunique() < 2:
-        return None
-    cells = agg.lam_rho_summary(done, metric, "final")
-    value = agg.value_column(metric, "final")
-    if cells.empty:
-        return None
-    keys = [c for c in (*agg.WORKLOAD, "family") if c in cells]
-    lams = sorted(cells["lam_key"].dropna().unique(), key=agg.lam_sort_key)
-    label = f"{value} (% mean ± sd)"
-    rows = []
-    for key, group in agg.grouped(cells, keys):
-        workload = facet_name(key if isinstance(key, tuple) else (key,), keys)
-        for rho, line in agg.grouped(group[group["lam_key"].notna()], ["rho"]):
-            row = {"workload": workload, "rho": f"{rho[0]:g}"}
-            by_lam = line.set_index("lam_key")
-            row |= {f"lam={lam}": _pm(by_lam.loc[lam], value) if lam in by_lam.index else "" for lam in lams}
-            rows.append(row)
-        for base in group[group["lam_key"].isna()].to_dict("records"):
-            rows.append({"workload": workload, "rho": agg.BASELINE, f"lam={lams[0]}": _pm(base, value)})
-    return pd.DataFrame(rows).rename(columns={"rho": f"rho \\ {label}"}).fillna("")
-
-
-def _time_tables(doc: Document, done: pd.DataFrame, trials: pd.DataFrame, epochs: pd.DataFrame, metric: str,
-                 tables: dict[str, pd.DataFrame]) -> None:
-    if agg.BASELINE not in set(done["method"].astype(str)) or metric not in epochs or not epochs[metric].notna().any():
-        return
-    target = agg.reference_target(trials, epochs, agg.BASELINE, metric)
-    if target.empty:
-        return
-    ttt = agg.time_to_target(trials, epochs, target, metric)
-    by_time = agg.method_time_to_target(ttt, "time_to_target")
-    by_evals = agg.method_time_to_target(ttt, "grad_evals_to_target")
-    keys = [c for c in agg.WORKLOAD if c in by_time]
-    table = by_time.merge(by_evals[[*keys, "method", "grad_evals_to_target", "grad_evals_to_target_min",
-                                    "grad_evals_to_target_max"]], on=[*keys, "method"], how="outer")
-    tables["time_to_target"] = table.merge(target, on=keys, how="left")
-    ratios = agg.performance_ratios(ttt, "time_to_target").rename(columns={"ratio": "time_ratio"})
-    evals = agg.performance_ratios(ttt, "grad_evals_to_target").rename(columns={"ratio": "grad_evals_ratio"})
-    tables["performance_ratios"] = ratios.merge(evals, on=[*keys, "method"])
-    doc.heading("Time to target", 3)
-    doc.paragraph(f"Target per workload: {agg.AT_TEXT['best']} {metric} of SGD, median over seeds of the best "
-                  "over its configurations (AlgoPerf's rule). Per method, the configuration with the lowest "
-                  "median over seeds (seeds that miss the target count as infinite); min and max over the "
-                  "seeds that reached it.")
-    doc.table(tables["time_to_target"], "time_to_target.csv")
-    doc.heading("Performance ratios (inputs of the performance profile)", 3)
-    doc.table(tables["performance_ratios"], "performance_ratios.csv")
-
-
 # -- figures ----------------------------------------------------------------------------
 
 def _figures_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path, fmt: str) -> None:
@@ -377,56 +240,3 @@ def _figures_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, 
     if notes:
         doc.heading("Figures not drawn", 3)
         doc.bullets(notes)
-
-
-# -- wording ----------------------------------------------------------------------------
-
-def _workload(row: Mapping[str, Any]) -> str:
-    keys = [c for c in agg.WORKLOAD if c in row]
-    return facet_name([row[c] for c in keys], keys)
-
-
-def _config_text(row: Mapping[str, Any], table: pd.DataFrame) -> str:
-    """The method plus every setting that varies within its workload: 'SAM (rho=0.05, lr=0.1)'."""
-    skip = {"method", "lam", *agg.WORKLOAD, *(("rho",) if row["method"] == agg.BASELINE else ())}
-    for column in agg.WORKLOAD:  # a setting fixed for this workload says nothing here
-        if column in table and column in row:
-            table = table[table[column].astype(object) == row[column]]
-    settings = []
-    for column in agg.CONFIG_FIELDS:
-        if column in skip or column not in table or table[column].nunique(dropna=False) < 2:
-            continue
-        value = row.get(column)
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            continue
-        settings.append(f"{column}={value:g}" if isinstance(value, float) else f"{column}={value}")
-    return f"{row['method']}" + (f" ({', '.join(settings)})" if settings else "")
-
-
-def _metric_text(metric: str) -> str:
-    return {"test_acc": "test accuracy", "rel_subopt": "relative suboptimality",
-            "train_loss": "training loss"}.get(metric, metric)
-
-
-def _number(metric: str, value: float) -> str:
-    if value is None or not np.isfinite(value):
-        return "–"
-    return f"{100 * value:.2f}%" if metric.endswith("_acc") else f"{value:.3g}"
-
-
-def _diff(metric: str, value: float) -> str:
-    if value is None or not np.isfinite(value):
-        return "–"
-    return f"{100 * value:+.2f} pp" if metric.endswith("_acc") else f"{value:+.3g}"
-
-
-def _stat_text(row: Mapping[str, Any], value: str, metric: str) -> str:
-    mean, n = row[f"{value}_mean"], int(row[f"{value}_n"])
-    low, high = row[f"{value}_ci95_low"], row[f"{value}_ci95_high"]
-    text = f"{_number(metric, mean)} ± {_number(metric, row[f'{value}_std']) if n > 1 else '–'} (n={n}"
-    return text + (f", 95% CI {_number(metric, low)} to {_number(metric, high)})" if np.isfinite(low) else ")")
-
-
-def _pm(row: Mapping[str, Any], value: str) -> str:
-    std = row[f"{value}_std"]
-    return f"{100 * row[f'{value}_mean']:.2f} ± " + ("–" if pd.isna(std) else f"{100 * std:.2f}")

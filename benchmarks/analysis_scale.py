@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import analysis  # noqa: E402
 from analysis import aggregate as agg  # noqa: E402
+from analysis import compare, targets  # noqa: E402
 from harness import store  # noqa: E402
 
 DATASETS, MODELS, SAMPLERS = ("digits", "mnist1d", "cifar10", "cifar100"), ("mlp", "resnet"), \
@@ -137,11 +138,12 @@ def measure(folder: Path, figures: bool) -> dict[str, float]:
     print(f"  ({len(trials):,} trials, {len(epochs):,} epoch rows)")
     timed("seed_summary, final (trials table)", lambda: agg.seed_summary(trials), results)
     timed("seed_summary, best epoch (from epochs)", lambda: agg.seed_summary(trials, epochs, at="best"), results)
-    target = timed("reference_target (AlgoPerf)", lambda: agg.reference_target(trials, epochs), results)
-    ttt = timed("time_to_target", lambda: agg.time_to_target(trials, epochs, target), results)
-    timed("performance_ratios + profile", lambda: agg.performance_profile(agg.performance_ratios(ttt)), results)
-    equal = timed("at_equal_cost (grad evals)", lambda: agg.at_equal_cost(trials, epochs), results)
-    timed("compare_with_baseline", lambda: agg.compare_with_baseline(equal, "test_acc_at_equal_grad_evals"),
+    target = timed("reference_target (AlgoPerf)", lambda: targets.reference_target(trials, epochs), results)
+    ttt = timed("time_to_target", lambda: targets.time_to_target(trials, epochs, target), results)
+    timed("performance_ratios + profile", lambda: targets.performance_profile(targets.performance_ratios(ttt)),
+          results)
+    equal = timed("at_equal_cost (grad evals)", lambda: compare.at_equal_cost(trials, epochs), results)
+    timed("compare_with_baseline", lambda: compare.compare_with_baseline(equal, "test_acc_at_equal_grad_evals"),
           results)
     if figures:
         from analysis.figures import FIGURES, close

@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("sweep_dir")
     report.add_argument("--out", help="output folder (default: <sweep_dir>/report)")
     report.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
+    report.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="what every configuration is compared with: a filter on trial columns, "
+                             "e.g. optimizer=sam or optimizer=unified,lam=0.5 (default: method=SGD)")
     report.set_defaults(handler=_report)
     return parser
 
@@ -223,17 +226,19 @@ def _print_status(sweep_dir: Path, list_trials: bool) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    _write_report(Path(args.sweep_dir), args.out, args.format)
+    _write_report(Path(args.sweep_dir), args.out, args.format, args.baseline)
     return 0
 
 
-def _write_report(sweep_dir: Path, out: str | None, fmt: str) -> None:
+def _write_report(sweep_dir: Path, out: str | None, fmt: str, baseline: str | None = None) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")  # reports are files; never open a window
+    from analysis.aggregate import parse_filter
     from analysis.report import build_report
 
+    chosen = parse_filter(baseline) if baseline else "SGD"  # a bad filter fails before the sweep is read
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"{sweep_dir}: no such sweep folder")
-    html = build_report(sweep_dir, Path(out) if out else None, fmt=fmt)
+    html = build_report(sweep_dir, Path(out) if out else None, fmt=fmt, baseline=chosen)
     print(f"report: {html}")
     print(f"        {Path(html).with_name('report.md')}")
 

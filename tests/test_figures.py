@@ -164,22 +164,60 @@ def test_sharpness_figures(classification):
     assert vs_lam.axes[0].get_ylabel() == style.label("lam_max", "final")
 
 
-def test_wallclock_time_to_target_and_profile(classification):
+def _overlapping_texts(fig) -> list[tuple[str, str]]:
+    """Pairs of visible labels of one axes that overlap once drawn: level tick labels and
+    annotations by their boxes; rotated tick labels (parallel slanted lines) when the gap
+    between neighbours, measured across the slant, is less than a line of text."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    pairs = []
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+        level = [t for t in (*ticks, *ax.texts) if t.get_visible() and t.get_text() and not t.get_rotation()]
+        boxes = [t.get_window_extent(renderer) for t in level]
+        pairs += [(level[i].get_text(), level[j].get_text()) for i in range(len(level))
+                  for j in range(i + 1, len(level)) if boxes[i].overlaps(boxes[j])]
+        slanted = [t for t in ticks if t.get_rotation()]
+        for a, b in zip(slanted, slanted[1:]):
+            angle = math.radians(a.get_rotation())
+            gap = abs(ax.transData.transform((b.get_position()[0], 0))[0]
+                      - ax.transData.transform((a.get_position()[0], 0))[0]) * abs(math.sin(angle))
+            height = a.get_fontsize() * fig.dpi / 72
+            if gap < height:
+                pairs.append((a.get_text(), b.get_text()))
+    return pairs
+
+
+def test_wallclock_time_to_target_and_profile(classification, samplers):
     trials, epochs = classification
-    wall = fig_wallclock(trials)
+    wall = fig_wallclock(trials, epochs)
     bars = {t.get_text(): p.get_height() for t, p in zip(wall.axes[0].get_xticklabels(), wall.axes[0].patches)}
     assert bars["SGD"] == pytest.approx(1.0)
     assert wall.axes[0].get_ylabel() == "Training time per epoch (× SGD)"
     ttt = fig_time_to_target(trials, epochs)
     assert len(_data_axes(ttt)) == 2
     assert {"Training-only time to target (s)", "Gradient evaluations to target"} <= _labels(ttt)[1]
-    profile = fig_performance_profile(trials, epochs)
+    assert _overlapping_texts(wall) == [] and _overlapping_texts(ttt) == []
+    # one workload: no performance profile (a fraction of one workload says nothing)
+    notes: list[str] = []
+    assert fig_performance_profile(trials, epochs, notes=notes) is None and "two or more workloads" in notes[0]
+    profile = fig_performance_profile(*samplers)  # digits under three samplers: three workloads
     assert len(_data_axes(profile)) == 2
     for ax in profile.axes:
         for line in ax.get_lines():
             y = np.asarray(line.get_ydata(), float)
             assert y.min() >= 0 and y.max() <= 1
-    assert profile.axes[0].get_xscale() == "log" and profile.axes[0].get_ylabel() == "Fraction of the 1 workload"
+    assert profile.axes[0].get_xscale() == "log" and profile.axes[0].get_ylabel() == "Fraction of the 3 workloads"
+
+
+def test_accuracy_axes_zoom_to_the_late_curves(samplers):
+    trials, epochs = samplers
+    fig = fig_learning_curves(trials, epochs)
+    ax = fig.axes[0]
+    ends = [line.get_ydata()[-1] for line in ax.get_lines() if not line.get_label().startswith("_")]
+    low, high = ax.get_ylim()
+    # the first evaluation sits 20 points below the end; the axis fits epochs 2-3 instead
+    assert min(ends) - low < 15 and high >= max(ends) and "after the first quarter" in fig._suptitle.get_text()
 
 
 def test_sampler_comparison(samplers):

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from scipy.stats import gmean
 
 from analysis import report
 from analysis.figures import FIGURES
@@ -71,8 +72,9 @@ def test_report_of_a_real_tiny_sweep(real_sweep):
     html = html_path.read_text()
     figures = sorted(p.name for p in (out / "figures").iterdir())
     # classification with sharpness, SGD and one lam: no lam, sampler or theory figures
+    # one workload: no performance profile either
     expected = {"curves_epoch", "curves_time", "curves_grad_evals", "sharpness_vs_accuracy",
-                "sharpness_over_training", "wallclock", "time_to_target", "performance_profile"}
+                "sharpness_over_training", "wallclock", "time_to_target"}
     assert {Path(f).stem for f in figures} == expected
     for name in figures:
         assert f"figures/{name}" in html and f'id="{Path(name).stem}"' in html
@@ -94,7 +96,7 @@ def test_report_of_a_real_tiny_sweep(real_sweep):
     best = pd.read_csv(out / "tables" / "summary_best_epoch.csv").set_index("method")
     assert best.loc["SGD", "test_acc_best_epoch_mean"] == pytest.approx(
         parquet.loc[parquet["method"] == "SGD", "best_test_acc"].mean(), rel=1e-12)
-    equal = pd.read_csv(out / "tables" / "vs_sgd_equal_epochs.csv").iloc[0]
+    equal = pd.read_csv(out / "tables" / "vs_baseline_equal_epochs.csv").iloc[0]
     sam = parquet.loc[parquet["method"] == "SAM", "final_test_acc"]
     sgd = parquet.loc[parquet["method"] == "SGD", "final_test_acc"]
     assert equal["test_acc_final_diff"] == pytest.approx(sam.mean() - sgd.mean(), rel=1e-12)
@@ -103,7 +105,11 @@ def test_report_of_a_real_tiny_sweep(real_sweep):
     assert "accuracy_vs_lam (Final test accuracy against λ, one line per ρ): no workload has more than one lam " \
         "value" in text
     assert "| ok | 4 |" in text and "Every trial of the grid has a result." in text
-    assert "at equal epochs" in text and "at equal gradient evaluations" in text
+    assert "at equal epochs" in text and "Selection used test data" in text
+    # a constant learning rate: the reading at SGD's total budget is fair and made
+    assert "at equal gradient evaluations (constant learning rate" in text
+    assert "Sharpness: final λ_max" in text and (out / "tables" / "lam_max.csv").is_file()
+    assert "| hosts | 1 (1 Ray node session(s)) |" in text
 
 
 def test_partial_sweep_says_what_is_missing(tmp_path, monkeypatch):
@@ -140,7 +146,9 @@ def test_minimal_results_without_sharpness_or_accuracy(tmp_path, monkeypatch):
     summary = pd.read_csv(sweep / "report" / "tables" / "summary_final.csv")
     parquet = _parquet_trials(sweep)
     sgd = parquet.loc[parquet["method"] == "SGD", "final_rel_subopt"]
-    assert summary.loc[summary["method"] == "SGD", "rel_subopt_final_mean"].iloc[0] == pytest.approx(sgd.mean())
+    # a positive ratio spanning decades: geometric mean, as the theory figures show it
+    assert summary.loc[summary["method"] == "SGD", "rel_subopt_final_geomean"].iloc[0] == pytest.approx(gmean(sgd))
+    assert "relative suboptimality (final) geometric mean" in text
 
 
 def test_same_parquet_gives_the_same_report(tmp_path, monkeypatch):
@@ -179,3 +187,66 @@ def test_a_sweep_with_no_finished_trial(tmp_path, monkeypatch):
     text = Path(report.build_report(sweep)).with_name("report.md").read_text()
     assert "No trial has finished successfully yet" in text and "| in progress or interrupted | 1 |" in text
     assert tid in text and np.isclose(pd.read_csv(sweep / "report" / "tables" / "missing.csv")["epochs so far"][0], 1.0)
+
+
+def _sweep(root: Path, name: str, runs: list[tuple[dict, float]]) -> Path:
+    """A digits sweep of (config overrides, final accuracy) runs written through the store,
+    one evaluation per epoch, SAM-family runs paying two gradients a step."""
+    from harness.config import TrialConfig
+
+    configs = [TrialConfig(dataset="digits", lr=0.1, batch_size=64, **over).to_dict() for over, _ in runs]
+    grid = [{"trial_id": store.trial_id(name, c), "trial": c} for c in configs]
+    sweep = root / name
+    store.write_spec(sweep, f"name: {name}\n", "0" * 40, {"sweep": name, "trials": grid})
+    for config, (_, top), item in zip(configs, runs, grid):
+        steps = 2 if config["optimizer"] != "sgd" else 1
+        n = config["epochs"]
+        records = [new_record(epoch=float(e), iteration=10 * e, grad_evals=10 * e * steps, train_loss=1.0 / e,
+                              test_acc=top - 0.02 * (n - e), time_train=0.1 * e * steps, time_total=0.2 * e)
+                   for e in range(1, n + 1)]
+        row = store.trial_row(sweep=name, spec_hash="0" * 40, trial_id=item["trial_id"], config=config,
+                              records=records, status="ok", error=None, attempts=1, info={"device": "cpu"},
+                              node="host-a/0123abcd", provenance=store.provenance())
+        store.write_trial(sweep, row, records)
+    return sweep
+
+
+def _cosine_runs(sgd_epochs: tuple[int, ...]) -> list[tuple[dict, float]]:
+    runs = [({"optimizer": "sam", "rho": 0.05, "epochs": 4, "lr_schedule": "cosine", "seed": s}, 0.90 + 0.01 * s)
+            for s in range(3)]
+    runs += [({"optimizer": "sgd", "epochs": e, "lr_schedule": "cosine", "seed": s}, 0.88 + 0.01 * s)
+             for e in sgd_epochs for s in range(3)]
+    return runs
+
+
+def test_equal_compute_is_budget_matched_or_not_claimed(tmp_path, monkeypatch):
+    _only(monkeypatch)
+    mid = report.build_report(_sweep(tmp_path, "mid", _cosine_runs((4,)))).with_name("report.md").read_text()
+    assert "At equal gradient evaluations: not compared" in mid and "cosine" in mid
+    assert not (tmp_path / "mid" / "report" / "tables" / "vs_baseline_equal_compute.csv").exists()
+    # SGD also at twice the epochs: the 8-epoch SGD runs paid what 4-epoch SAM runs paid
+    out = report.build_report(_sweep(tmp_path, "fair", _cosine_runs((4, 8)))).parent
+    text = (out / "report.md").read_text()
+    assert "budget-matched runs at equal gradient evaluations, final values (budget 80)" in text
+    fair = pd.read_csv(out / "tables" / "vs_baseline_equal_compute.csv")
+    assert list(fair["budget"]) == [80.0] and list(fair["baseline_epochs"]) == [8]
+    assert fair["test_acc_final_diff"].iloc[0] == pytest.approx(0.02)
+
+
+def test_report_baseline_option_and_a_bad_filter(tmp_path, monkeypatch, capsys):
+    from harness import cli
+
+    _only(monkeypatch)
+    sweep = _sweep(tmp_path, "base", _cosine_runs((4,)))
+    assert cli.main(["report", str(sweep), "--baseline", "optimizer=sam"]) == 0
+    text = (sweep / "report" / "report.md").read_text()
+    assert "Against the baseline optimizer=sam" in text and "Against optimizer=sam at equal epochs" in text
+    cmp = pd.read_csv(sweep / "report" / "tables" / "vs_baseline_equal_epochs.csv")
+    assert list(cmp["method"]) == ["SGD"] and cmp["test_acc_final_diff"].iloc[0] == pytest.approx(-0.02)
+    capsys.readouterr()
+    assert cli.main(["report", str(sweep), "--baseline", "colour=red"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "baseline" in err[0] and "'colour'" in err[0]
+    assert cli.main(["report", str(sweep), "--baseline", "optimizer"]) == 2
+    assert cli.main(["report", str(sweep), "--baseline", "optimizer=adam"]) == 2
+    assert "optimizer: sam, sgd" in capsys.readouterr().err
