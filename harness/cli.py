@@ -137,7 +137,7 @@ def _spec_trial(path: str, overrides: list[str], wanted: str):
     from harness.spec import SpecError, load_spec
 
     spec = load_spec(path, overrides)
-    ids = [store.trial_id(spec.name, cfg.to_dict()) for cfg in spec.trials]
+    ids = [store.config_id(spec.name, cfg) for cfg in spec.trials]
     if wanted.isdigit() and int(wanted) < len(ids):
         index = int(wanted)
     else:

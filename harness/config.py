@@ -19,6 +19,11 @@ LR_SCHEDULES = ("constant", "step", "cosine", "decreasing")
 DEVICES = ("auto", "cpu", "cuda")
 IMPORTANCE_PROXIES = ("loss", "gradnorm")
 IMPORTANCE_DEFAULTS = {"importance_proxy": "loss", "importance_mix": 0.1, "importance_refresh": 1}
+# Keys added after results were first recorded. A trial's id hashes its identity(), which
+# leaves such a key out while it holds its default: a spec recorded before the key existed
+# keeps its trial ids, so resume, --extend and reruns still recognise its finished trials.
+LATER_KEYS = ("val_fraction", "base_optimizer", "base_optimizer_args", "optimizer_args", "nesterov",
+              "warmup_epochs", "label_smoothing", "grad_clip", "wd_skip_norm_bias")
 SPECTRA = ("cond", "spread")
 
 
@@ -108,6 +113,11 @@ class TrialConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that name this trial: every key, except a LATER_KEYS key at its default."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return {k: v for k, v in self.to_dict().items() if not (k in LATER_KEYS and v == defaults[k])}
 
     def replace(self, **changes: Any) -> "TrialConfig":
         return dataclasses.replace(self, **changes)

@@ -64,7 +64,7 @@ def plan_extension(sweep_dir: str | Path, spec: Spec) -> Extension:
     if unfinished:
         raise ExtendError(f"{len(unfinished)} of the {len(manifest['trials'])} trials of {sweep_dir} are not "
                           f"recorded yet; finish them first with `sambench resume {sweep_dir}`")
-    entries = [{"trial_id": store.trial_id(spec.name, cfg.to_dict()), "trial": cfg.to_dict()} for cfg in spec.trials]
+    entries = [{"trial_id": store.config_id(spec.name, cfg), "trial": cfg.to_dict()} for cfg in spec.trials]
     ids = {entry["trial_id"] for entry in entries}
     dropped = [t for t in manifest["trials"] if t["trial_id"] not in ids]
     if dropped:

@@ -115,6 +115,11 @@ def trial_id(sweep: str, config: Mapping[str, Any]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
+def config_id(sweep: str, cfg: TrialConfig) -> str:
+    """The id of a validated trial config: ``trial_id`` of its identity (see TrialConfig.identity)."""
+    return trial_id(sweep, cfg.identity())
+
+
 def _json_scalar(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()

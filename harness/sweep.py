@@ -289,7 +289,7 @@ def run_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = Swee
         if (sweep_dir / store.MANIFEST).exists():  # another run got here first
             raise SweepError(f"{sweep_dir} was started by another sambench run")
         trials = [
-            {"trial_id": store.trial_id(spec.name, cfg.to_dict()), "trial": cfg.to_dict()}
+            {"trial_id": store.config_id(spec.name, cfg), "trial": cfg.to_dict()}
             for cfg in spec.trials
         ]
         storage = options.storage or str(sweep_dir / TUNE_DIR)

@@ -54,7 +54,7 @@ def run_tuning(spec: Spec, results_root: str | Path, options: SweepOptions) -> P
     with _sweep_lock(sweep_dir):
         if (sweep_dir / store.MANIFEST).exists():
             raise SweepError(f"{sweep_dir} was started by another sambench run")
-        grid = [{"trial_id": store.trial_id(spec.name, cfg.to_dict()), "trial": cfg.to_dict()} for cfg in spec.trials]
+        grid = [{"trial_id": store.config_id(spec.name, cfg), "trial": cfg.to_dict()} for cfg in spec.trials]
         grid += planned_trials(spec.name, spec.tune)
         manifest = {
             "sweep": spec.name, "spec_hash": spec.spec_hash, "storage": options.storage or str(sweep_dir / "tune"),
@@ -219,9 +219,10 @@ def final_trials(name: str, section: TuneSection, chosen: dict[str, dict[str, An
         if search.search_id not in chosen:
             continue
         for seed in section.final_seeds:
-            config = TrialConfig.from_dict({**chosen[search.search_id]["config"], "seed": seed}).to_dict()
+            cfg = TrialConfig.from_dict({**chosen[search.search_id]["config"], "seed": seed})
             tags = {"phase": FINAL, "search_id": search.search_id}
-            out.append({"trial_id": store.trial_id(name, {"config": config, **tags}), "trial": config, "tags": tags})
+            out.append({"trial_id": store.trial_id(name, {"config": cfg.identity(), **tags}), "trial": cfg.to_dict(),
+                        "tags": tags})
     return out
 
 
