@@ -71,6 +71,10 @@ class TrialConfig:
     sharpness_trace: bool = False     # also a Hutchinson trace estimate
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"           # fp32, bf16 or fp16 (autocast; fp16 adds a loss scale)
+    channels_last: bool = False       # models with 2-d convolutions: NHWC weights and batches
+    compile: bool = False             # torch.compile the model for the training passes
+    tf32: bool = True                 # CUDA only: TensorFloat-32 matmuls and convolutions
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "TrialConfig":
@@ -110,6 +114,7 @@ class TrialConfig:
         from harness.data import DATASETS, SYNTHETIC, TORCHVISION
         from harness.models import MODELS
         from harness.optim import BN_POLICIES, OPTIMIZERS
+        from harness.precision import PRECISIONS
         from harness.samplers import SAMPLERS
         from harness.sharpness import SHARPNESS_METHODS
 
@@ -119,6 +124,7 @@ class TrialConfig:
         _one_of("sampler", self.sampler, SAMPLERS)
         _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _one_of("device", self.device, DEVICES)
+        _one_of("precision", self.precision, PRECISIONS)
         _one_of("bn_policy", self.bn_policy, BN_POLICIES)
         _one_of("sharpness_method", self.sharpness_method, SHARPNESS_METHODS)
         _one_of("importance_proxy", self.importance_proxy, IMPORTANCE_PROXIES)
@@ -126,7 +132,8 @@ class TrialConfig:
         if self.step_rule is not None:
             _one_of("step_rule", self.step_rule, STEP_RULES)
 
-        for name in ("download", "fake_data", "consistent", "paper_compat", "sharpness_trace"):
+        for name in ("download", "fake_data", "consistent", "paper_compat", "sharpness_trace",
+                     "channels_last", "compile", "tf32"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "true or false")
         if self.augment is not None and not isinstance(self.augment, bool):
@@ -158,6 +165,9 @@ class TrialConfig:
             raise ConfigError("lr_schedule", self.lr_schedule, "constant, step or cosine without a step_rule")
         if synthetic and self.lr_schedule in ("step", "cosine"):
             raise ConfigError("lr_schedule", self.lr_schedule, "constant or decreasing for a synthetic problem")
+        if synthetic and (self.precision != "fp32" or self.channels_last or self.compile):
+            name = "precision" if self.precision != "fp32" else "channels_last" if self.channels_last else "compile"
+            raise ConfigError(name, getattr(self, name), "its default for synthetic problems (they run in float64 numba)")
         if synthetic and self.batch_size > self.n_samples:
             raise ConfigError("batch_size", self.batch_size, f"at most n_samples = {self.n_samples}")
         if self.dataset in TORCHVISION and not self.fake_data and self.data_root is None:

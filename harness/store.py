@@ -68,7 +68,7 @@ CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrialConfig))
 CONFIG_DEFAULTS = {f.name: f.default for f in fields(TrialConfig) if f.default is not MISSING}
 # info key from the trial runner -> column; "device" becomes "device_used" because the
 # config already has a "device" column (the requested one: auto/cpu/cuda).
-INFO_COLUMNS = {"sampler_desc": "sampler_desc", "device": "device_used"} | {
+INFO_COLUMNS = {"sampler_desc": "sampler_desc", "device": "device_used", "tf32": "tf32_used"} | {
     k: k for k in ("problem_L", "problem_mu", "problem_L_max", "problem_L_bar", "problem_f_star",
                    "sampler_A", "sampler_B", "theory_rho", "theory_lr")}
 SUMMARY_COLUMNS = ("epochs_done", "iterations_done", "grad_evals", "final_train_loss", "final_test_loss",
@@ -83,7 +83,8 @@ TRIALS_SCHEMA = pa.schema(
     + _config_schema()
     + [pa.field("method", _STR), pa.field("status", _STR), pa.field("error", _STR),
        pa.field("attempts", _I64)]
-    + [pa.field(c, _STR if c in ("sampler_desc", "device_used") else _F64) for c in INFO_COLUMNS.values()]
+    + [pa.field(c, _STR if c in ("sampler_desc", "device_used") else pa.bool_() if c == "tf32_used" else _F64)
+       for c in INFO_COLUMNS.values()]
     + [pa.field(c, _I64 if c in ("iterations_done", "grad_evals") else _F64) for c in SUMMARY_COLUMNS]
     + [pa.field("node", _STR)]
     + [pa.field(c, pa.bool_() if c == "git_dirty" else _STR) for c in PROVENANCE_COLUMNS]
