@@ -123,26 +123,28 @@ class Precision:
         return self._scaled_step(optimizer, closure)
 
     def _scaled_step(self, optimizer: Any, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """The UnifiedSAM step of ``optimizer.step`` with one loss scale for both passes.
+        """``optimizer.step`` with one loss scale for both passes: after each backward the
+        gradients are unscaled and checked. An overflow drops them, so the ascent moves
+        nothing (and the second pass is not run), or, in the second pass, x is restored
+        and the base optimizer skips every parameter: x and its momentum stay as they were.
 
-        A skipped step still counts in the optimizer's t (lam schedules) and the lr
+        A skipped step still counts in the optimizer's t (lam schedules) and in the lr
         schedule, as torch's GradScaler leaves schedulers stepping on skipped steps.
         """
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        optimizer.zero_grad()
-        with torch.enable_grad():
+        finite = True
+
+        def scaled_closure() -> torch.Tensor:
+            nonlocal finite
+            if not finite:  # the pass at x overflowed: no pass at x + e
+                return torch.zeros((), device=self.device)
             loss = closure()
-        finite = self.scaler.unscale_(params)
-        if not finite:
-            optimizer.zero_grad()  # no gradients: nothing moves in first_step, nothing descends
-        optimizer.first_step(zero_grad=True)
-        if finite and optimizer.needs_second_pass:
-            with optimizer.perturbed_pass(), torch.enable_grad():
-                closure()
             finite = self.scaler.unscale_(params)
             if not finite:
-                optimizer.zero_grad()  # second_step restores x exactly; SGD skips grad-less params
-        optimizer.second_step(zero_grad=False)
+                optimizer.zero_grad()
+            return loss
+
+        loss = optimizer.step(scaled_closure)
         self.scaler.update(finite)
         self.skipped_steps += not finite
         return loss
