@@ -88,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="output folder (default: <sweep_dir>/report)")
     report.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
     report.set_defaults(handler=_report)
+
+    bench = commands.add_parser("bench", help="the performance suite: ratios against outside references")
+    bench.add_argument("--quick", action="store_true", help="small sizes: about 5 minutes on a 2-core CPU")
+    bench.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    bench.add_argument("--out", help="output folder (default: benchmarks/perf/results/<machine>)")
+    bench.add_argument("--only", action="append", metavar="NAME", help="run only this measurement (repeatable)")
+    bench.set_defaults(handler=_bench)
     return parser
 
 
@@ -176,6 +183,17 @@ def _write_report(sweep_dir: Path, out: str | None, fmt: str) -> None:
     html = build_report(sweep_dir, Path(out) if out else None, fmt=fmt)
     print(f"report: {html}")
     print(f"        {Path(html).with_name('report.md')}")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    from harness.bench import SUITE, run_suite
+
+    folder = run_suite("quick" if args.quick else "full", args.device, args.out, only=args.only or SUITE,
+                       log=lambda line: print(line, flush=True))
+    print((folder / "summary.md").read_text(), end="")
+    print(f"results: {folder}")
+    return 0
 
 
 if __name__ == "__main__":
