@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     bench.add_argument("--out", help="output folder (default: benchmarks/perf/results/<machine>)")
     bench.add_argument("--only", action="append", metavar="NAME", help="run only this measurement (repeatable)")
+    bench.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     bench.set_defaults(handler=_bench)
     return parser
 
@@ -190,10 +191,20 @@ def _bench(args: argparse.Namespace) -> int:
     from harness.bench import SUITE, run_suite
 
     folder = run_suite("quick" if args.quick else "full", args.device, args.out, only=args.only or SUITE,
-                       log=lambda line: print(line, flush=True))
+                       threads=args.threads, log=lambda line: print(line, flush=True))
     print((folder / "summary.md").read_text(), end="")
     print(f"results: {folder}")
-    return 0
+    failed = _failed(folder)
+    if failed:
+        print(f"sambench bench: {failed}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _failed(folder: Path) -> str | None:
+    """The measurements that raised, as written in machine.parquet's ``failed``."""
+    import pandas as pd
+
+    return pd.read_parquet(folder / "machine.parquet")["failed"].iloc[0]
 
 
 if __name__ == "__main__":

@@ -32,9 +32,11 @@ RESULTS_ROOT = Path(__file__).resolve().parents[2] / "benchmarks" / "perf" / "re
 
 
 def run_suite(size: str = "quick", device: str = "cpu", out: str | Path | None = None,
-              only: Sequence[str] = SUITE, log=print) -> Path:
+              only: Sequence[str] = SUITE, threads: int | None = None, log=print) -> Path:
     """Run the measurements in ``only``, write Parquet and figures into ``out`` (default
-    ``benchmarks/perf/results/<machine>/``) and return that folder."""
+    ``benchmarks/perf/results/<machine>/``) and return that folder. ``threads`` sets torch's
+    intra-op threads (default: torch's own choice); on a shared machine 1 avoids threads
+    spinning on cores another process holds."""
     from harness.bench.machine import machine_facts, machine_name
     from harness.bench.results import write_results
 
@@ -47,19 +49,28 @@ def run_suite(size: str = "quick", device: str = "cpu", out: str | Path | None =
     for name in only:
         if name not in SUITE:
             raise ConfigError("--only", name, ", ".join(SUITE))
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError("--threads", threads, "an integer >= 1")
+        torch.set_num_threads(threads)
     ctx = Context(size=size, device=torch.device(device))
     facts = machine_facts(ctx.device)
     folder = Path(out) if out is not None else RESULTS_ROOT / machine_name(facts)
     measurements: list[Measurement] = []
     seconds: dict[str, float] = {}
+    failed: list[str] = []
     for name in only:
         module = importlib.import_module(f"harness.bench.{name}")
         log(f"[{module.ITEM}] {name} ...")
         start = time.perf_counter()
-        measurements += module.run(ctx)
+        try:
+            measurements += module.run(ctx)
+        except Exception as error:  # one broken measurement must not lose the others' results
+            failed.append(f"{name}: {type(error).__name__}: {error}")
+            log(f"[{module.ITEM}] {name}: FAILED: {failed[-1]}")
         seconds[name] = time.perf_counter() - start
         log(f"[{module.ITEM}] {name}: {seconds[name]:.1f} s")
-    facts |= {"size": size, "suite_seconds": sum(seconds.values())}
+    facts |= {"size": size, "suite_seconds": sum(seconds.values()), "failed": "; ".join(failed) or None}
     write_results(folder, measurements, facts, seconds)
     return folder
 

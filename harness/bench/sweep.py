@@ -87,7 +87,7 @@ def run(ctx: Context) -> list[Measurement]:
     from harness import store
 
     small, large = 4, ctx.pick(8, 16, 64)
-    n_parallel = ctx.pick(2, 4, 8)
+    n_parallel = ctx.pick(2, 2, 8)
     epochs, width = ctx.pick(2, 10, 60), ctx.pick(32, 128, 256)
     with tempfile.TemporaryDirectory() as root:
         _sweep(TRIVIAL.format(name="warm-up", seeds=list(range(2))), root)  # Ray, imports, numba cache
