@@ -45,8 +45,13 @@ def test_ratios_are_paired_per_repeat_and_goals_read_in_their_direction():
     assert len(frames["timings"]) == 6 and frames["sides"]["median"].tolist() == [4.0, 1.0]
 
 
-def test_a_tiny_run_writes_every_table_with_the_documented_columns(tmp_path):
-    folder = run_suite("tiny", "cpu", tmp_path / "out", only=("data_path", "matrix"), log=lambda _: None)
+def test_a_tiny_run_writes_every_table_with_the_documented_columns(tmp_path, monkeypatch):
+    def broken(ctx):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(importlib.import_module("harness.bench.hessian"), "run", broken)
+    folder = run_suite("tiny", "cpu", tmp_path / "out", only=("data_path", "matrix", "hessian"),
+                       log=lambda _: None)
     for name in TABLES:
         frame = pd.read_parquet(folder / f"{name}.parquet")
         assert COLUMNS[name] <= set(frame.columns), name
@@ -56,6 +61,8 @@ def test_a_tiny_run_writes_every_table_with_the_documented_columns(tmp_path):
     assert (folder / "figures" / "ratios.png").stat().st_size > 0
     assert (folder / "figures" / "timings.png").stat().st_size > 0
     assert "| 9 |" in (folder / "summary.md").read_text()
+    # the broken measurement is named, the others' results are kept
+    assert pd.read_parquet(folder / "machine.parquet")["failed"].iloc[0] == "hessian: RuntimeError: out of memory"
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -75,8 +75,11 @@ def summary(frames: dict[str, pd.DataFrame]) -> str:
     lines = [f"Machine: {m['cpu_model']}, {m['cores']} cores ({m['torch_threads']} torch threads)"
              + (f", {m['gpu_name']} (driver {m['gpu_driver']})" if m.get("gpu_name") else ", no GPU")
              + f"; torch {m['torch_version']}; suite size {m['size']}, {m['suite_seconds']:.0f} s;"
-             f" commit {str(m['git_commit'])[:10]}, {m['measured_at']}.", "",
-             "| # | case | ratio | median [IQR] | goal | met |", "|---|---|---|---|---|---|"]
+             f" commit {str(m['git_commit'])[:10]}{' (uncommitted changes)' if m['git_dirty'] else ''},"
+             f" {m['measured_at']}.", ""]
+    if m.get("failed"):
+        lines[-1:] = [f"Failed: {m['failed']}.", ""]
+    lines += ["| # | case | ratio | median [IQR] | goal | met |", "|---|---|---|---|---|---|"]
     for r in frames["ratios"].itertuples():
         ratio = f"{r.side} / {r.reference}" if r.ratio_of == "side / reference" else f"{r.reference} / {r.side}"
         goal = "" if pd.isna(r.goal) else f"{r.goal_kind} {r.goal:g}"
