@@ -26,7 +26,7 @@ def run(ctx: Context) -> list[Measurement]:
     from pyhessian import hessian
     from pyhessian.utils import hessian_vector_product
 
-    samples, width = ctx.pick(64, 512, 2048), ctx.pick(8, 16, 32)
+    samples, width = ctx.pick(64, 128, 2048), ctx.pick(8, 8, 32)
     torch.manual_seed(0)
     model = build_model("cnn", (3, 32, 32), 10, width=width).to(ctx.device).eval()
     generator = torch.Generator().manual_seed(0)
@@ -39,7 +39,7 @@ def run(ctx: Context) -> list[Measurement]:
     hvp = alternate(ctx, {
         "sambench HVP": lambda: op.matvec(v),
         "PyHessian HVP": lambda: hessian_vector_product(reference.gradsH, reference.params, pieces),
-    }, repeats=ctx.pick(2, 5, 10), warmup=1)
+    }, repeats=ctx.pick(2, 3, 10), warmup=1)
     hvps: dict[str, float] = {}
 
     def ours() -> float:
@@ -54,7 +54,7 @@ def run(ctx: Context) -> list[Measurement]:
         return timed(ctx, lambda: reference.eigenvalues(top_n=1))
 
     top = alternate(ctx, {"sambench lam_max (Lanczos)": ours, "PyHessian lam_max (power)": theirs},
-                    repeats=ctx.pick(1, 2, 3), warmup=0)
+                    repeats=ctx.pick(1, 1, 3), warmup=0)
     case = f"cnn width {width}, {samples} samples, {op.dim:,} parameters"
     return [
         Measurement(ITEM, NAME, f"one HVP, {case}", hvp, [Headline("sambench HVP", "PyHessian HVP")], warmup=1),

@@ -52,11 +52,11 @@ def sam_step(ctx: Context, name: str, width: int | None, size: int, precision: s
 
 def run(ctx: Context) -> list[Measurement]:
     with_compile = ctx.device.type == "cuda" or ctx.size == "full"
-    name, width, size = "cnn", ctx.pick(8, 32, 32), ctx.pick(8, 32, 128)
+    name, width, size = "cnn", ctx.pick(8, 16, 32), ctx.pick(8, 16, 128)
     sides = {label: sam_step(ctx, name, width, size, *settings) for label, settings in VARIANTS.items()
              if with_compile or not settings[2]}
     warmup = 3 if with_compile else ctx.pick(1, 2, 3)  # compile: the first steps build both graphs
-    values = alternate(ctx, sides, repeats=ctx.pick(2, 5, 20), warmup=warmup)
+    values = alternate(ctx, sides, repeats=ctx.pick(2, 4, 20), warmup=warmup)
     headlines = [Headline(label, "fp32") for label in sides if label != "fp32"]
     note = "" if with_compile else "compile left out (CPU quick suite); see the module docstring"
     return [Measurement(ITEM, NAME, f"{name} width {width}, batch {size}, SAM step", values, headlines,
