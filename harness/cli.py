@@ -99,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="what every configuration is compared with: a filter on trial columns, "
                              "e.g. optimizer=sam or optimizer=unified,lam=0.5 (default: method=SGD)")
     report.set_defaults(handler=_report)
+
+    bench = commands.add_parser("bench", help="the performance suite: ratios against outside references")
+    bench.add_argument("--quick", action="store_true", help="small sizes: about 5 minutes on a 2-core CPU")
+    bench.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    bench.add_argument("--out", help="output folder (default: benchmarks/perf/results/<machine>)")
+    bench.add_argument("--only", action="append", metavar="NAME", help="run only this measurement (repeatable)")
+    bench.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    bench.set_defaults(handler=_bench)
     return parser
 
 
@@ -241,6 +249,27 @@ def _write_report(sweep_dir: Path, out: str | None, fmt: str, baseline: str | No
     html = build_report(sweep_dir, Path(out) if out else None, fmt=fmt, baseline=chosen)
     print(f"report: {html}")
     print(f"        {Path(html).with_name('report.md')}")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    from harness.bench import SUITE, run_suite
+
+    folder = run_suite("quick" if args.quick else "full", args.device, args.out, only=args.only or SUITE,
+                       threads=args.threads, log=lambda line: print(line, flush=True))
+    print((folder / "summary.md").read_text(), end="")
+    print(f"results: {folder}")
+    failed = _failed(folder)
+    if failed:
+        print(f"sambench bench: {failed}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _failed(folder: Path) -> str | None:
+    """The measurements that raised, as written in machine.parquet's ``failed``."""
+    import pandas as pd
+
+    return pd.read_parquet(folder / "machine.parquet")["failed"].iloc[0]
 
 
 if __name__ == "__main__":

@@ -88,6 +88,10 @@ class TrialConfig:
     sharpness_trace: bool = False     # also a Hutchinson trace estimate
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"           # fp32, bf16 or fp16 (autocast; fp16 adds a loss scale)
+    channels_last: bool = False       # models with 2-d convolutions: NHWC weights and batches
+    compile: bool = False             # torch.compile the model for the training passes
+    tf32: bool = True                 # CUDA only: TensorFloat-32 matmuls and convolutions
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "TrialConfig":
@@ -135,6 +139,7 @@ class TrialConfig:
         from harness.data import SYNTHETIC, TORCHVISION, resolve_dataset
         from harness.models import resolve_model
         from harness.optim import BN_POLICIES
+        from harness.precision import PRECISIONS
         from harness.samplers import SAMPLERS
         from harness.sharpness import SHARPNESS_METHODS
         from harness.theory import STEP_RULE_NAMES
@@ -144,6 +149,7 @@ class TrialConfig:
         _one_of("sampler", self.sampler, SAMPLERS)
         _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _one_of("device", self.device, DEVICES)
+        _one_of("precision", self.precision, PRECISIONS)
         _one_of("bn_policy", self.bn_policy, BN_POLICIES)
         _one_of("sharpness_method", self.sharpness_method, SHARPNESS_METHODS)
         _one_of("spectrum", self.spectrum, SPECTRA)
@@ -151,7 +157,7 @@ class TrialConfig:
             _one_of("step_rule", self.step_rule, STEP_RULE_NAMES)
 
         for name in ("download", "fake_data", "consistent", "paper_compat", "sharpness_trace", "nesterov",
-                     "wd_skip_norm_bias"):
+                     "wd_skip_norm_bias", "channels_last", "compile", "tf32"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "true or false")
         if self.augment is not None and not isinstance(self.augment, bool):
@@ -193,6 +199,9 @@ class TrialConfig:
         if synthetic and self.val_fraction:
             raise ConfigError("val_fraction", self.val_fraction,
                               f"0 for a synthetic problem ({self.dataset} has no held-out data)")
+        if synthetic and (self.precision != "fp32" or self.channels_last or self.compile):
+            name = "precision" if self.precision != "fp32" else "channels_last" if self.channels_last else "compile"
+            raise ConfigError(name, getattr(self, name), "its default for synthetic problems (they run in float64 numba)")
         if synthetic and self.batch_size > self.n_samples:
             raise ConfigError("batch_size", self.batch_size, f"at most n_samples = {self.n_samples}")
         if self.dataset in TORCHVISION and not self.fake_data and self.data_root is None:

@@ -35,6 +35,7 @@ RECORD_FIELDS: dict[str, tuple[str, str, str]] = {
     "lr": ("float64", "step size", "learning rate gamma_t in use at this evaluation"),
     "rho": ("float64", "radius", "perturbation radius rho_t in use"),
     "lam": ("float64", "mix", "Unified SAM lam_t in use (null for SGD)"),
+    "skipped_steps": ("int64", "steps", "cumulative steps skipped by the fp16 loss scale (inf/NaN gradients); null for synthetic problems"),
     "time_train": ("float64", "s", "cumulative training-only wall-clock (device synchronised)"),
     "time_eval": ("float64", "s", "cumulative evaluation wall-clock"),
     "time_sharpness": ("float64", "s", "cumulative sharpness-measurement wall-clock"),

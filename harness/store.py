@@ -72,12 +72,12 @@ CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrialConfig))
 CONFIG_DEFAULTS = {f.name: f.default for f in fields(TrialConfig) if f.default is not MISSING}
 # info key from the trial runner -> column; "device" becomes "device_used" because the
 # config already has a "device" column (the requested one: auto/cpu/cuda).
-INFO_COLUMNS = {"sampler_desc": "sampler_desc", "device": "device_used"} | {
+INFO_COLUMNS = {"sampler_desc": "sampler_desc", "device": "device_used", "tf32": "tf32_used"} | {
     k: k for k in ("problem_L", "problem_mu", "problem_L_max", "problem_L_bar", "problem_f_star",
                    "sampler_A", "sampler_B", "sampler_AB_guaranteed", "sampler_AB_caveat",
                    "theory_rho", "theory_lr")}
 _INFO_TYPES = {"sampler_desc": _STR, "device_used": _STR, "sampler_AB_guaranteed": pa.bool_(),
-               "sampler_AB_caveat": _STR}  # every other info column is float64
+               "sampler_AB_caveat": _STR, "tf32_used": pa.bool_()}  # every other info column is float64
 SUMMARY_COLUMNS = ("epochs_done", "iterations_done", "grad_evals", "grad_samples", "refresh_samples",
                    "final_train_loss", "final_test_loss",
                    "final_test_acc", "best_test_acc", "best_epoch", "final_rel_subopt", "final_lam_max",

@@ -245,7 +245,8 @@ class SyntheticTrial:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["config"] != self.cfg.to_dict():
+        # Keys a checkpoint predates (added to TrialConfig since) keep this config's value.
+        if self.cfg.replace(**state["config"]) != self.cfg:
             raise ValueError("this state belongs to a trial with a different config")
         x = np.asarray(state["x"], dtype=np.float64)
         if x.shape != self._x.shape:

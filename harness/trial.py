@@ -103,6 +103,7 @@ class NetTrial:
         from harness.data import load_classification
         from harness.models import build_model
         from harness.optim import build_optimizer, param_groups
+        from harness.precision import Precision
         from harness.samplers import build_sampler
 
         if cfg.lr_schedule == "decreasing":
@@ -110,11 +111,14 @@ class NetTrial:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.clock = Clock(self.device)
+        self.precision = Precision(cfg.precision, self.device, tf32=cfg.tf32,
+                                   channels_last=cfg.channels_last, compile=cfg.compile)
         _seed_everything(cfg.seed)
         self.data = load_classification(cfg, self.device)
         self.model = build_model(
             cfg.model, self.data.input_shape, self.data.num_classes, width=cfg.width, depth=cfg.depth
         ).to(self.device)
+        self.train_model = self.precision.prepare_model(self.model, cfg.model)  # compiled or the model
         self.optimizer = build_optimizer(
             cfg.optimizer, param_groups(self.model, cfg.wd_skip_norm_bias), lr=cfg.lr, momentum=cfg.momentum,
             weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, rho=cfg.rho, lam=cfg.lam, model=self.model,
@@ -174,8 +178,9 @@ class NetTrial:
     def _train_epoch(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         from harness.optim import take_step
 
-        model, opt, smoothing = self.model, self.optimizer, self.cfg.label_smoothing
-        model.train()
+        model, opt, precision = self.train_model, self.optimizer, self.precision
+        smoothing = self.cfg.label_smoothing
+        self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
@@ -186,23 +191,29 @@ class NetTrial:
         for _ in range(steps):
             indices, weights = self.sampler.next_batch()
             inputs, targets = self.data.train.get(indices.to(self.device), self.augment_rng)
+            inputs = precision.prepare_inputs(inputs)
             if weighted:
                 weights = weights.to(self.device)
             outputs: list[torch.Tensor] = []
 
             def closure() -> torch.Tensor:
-                logits = model(inputs)
+                with precision.autocast():
+                    logits = model(inputs)
+                    if weighted:
+                        loss = (F.cross_entropy(logits, targets, reduction="none", label_smoothing=smoothing)
+                                * weights).mean()
+                    else:
+                        loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)
                 if not outputs:
                     outputs.append(logits.detach())
-                if weighted:
-                    loss = (F.cross_entropy(logits, targets, reduction="none", label_smoothing=smoothing)
-                            * weights).mean()
-                else:
-                    loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)
-                loss.backward()
+                precision.backward(loss)
+                calls.append(1)  # the forward-backward passes this step really ran
                 return loss
 
-            loss, passes = take_step(opt, closure, model, self.cfg.bn_policy, self.cfg.grad_clip)
+            calls: list[int] = []
+            loss, _ = precision.step(opt, closure, lambda scaled: take_step(
+                opt, scaled, self.model, self.cfg.bn_policy, self.cfg.grad_clip))
+            passes = len(calls)  # fp16: a pass at x that overflowed skips the pass at x + e
             if self.scheduler is not None:
                 self.scheduler.step()
             self.step += 1
@@ -256,7 +267,7 @@ class NetTrial:
             val_loss=val_loss, val_acc=val_acc,
             weight_norm=weight_norm, lr=group["lr"], rho=group.get("rho"), lam=lam,
             time_train=self.elapsed["train"], time_eval=self.elapsed["eval"],
-            time_sharpness=self.elapsed["sharpness"], **sharp,
+            time_sharpness=self.elapsed["sharpness"], skipped_steps=self.precision.skipped_steps, **sharp,
         )
         return new_record(**values)  # a diverged trial's NaN/inf become None there
 
@@ -300,6 +311,7 @@ class NetTrial:
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": np.random.get_state(),
             "python_rng": random.getstate(),
+            "precision": self.precision.state_dict(),
             "counters": {
                 "status": self.status, "step": self.step, "epoch": self.epoch,
                 "evaluations": self.evaluations, "grad_evals": self.grad_evals,
@@ -321,6 +333,8 @@ class NetTrial:
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
+        if "precision" in state:  # checkpoints from before precision settings existed have none
+            self.precision.load_state_dict(state["precision"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         counters = state["counters"]
@@ -331,5 +345,6 @@ class NetTrial:
         self.elapsed = dict(counters["elapsed"])
 
     def info(self) -> dict[str, Any]:
-        return {"sampler_desc": self.sampler.describe(), "device": describe_device(self.device)}
+        return {"sampler_desc": self.sampler.describe(), "device": describe_device(self.device),
+                "tf32": self.precision.tf32_used}
 

@@ -1,34 +1,27 @@
-"""How fast analysis reads and aggregates a large sweep: 10^4 trials, 10^6 epoch rows.
-
-Generates a results folder under the store's schema with synthetic learning curves (no
-training) in two layouts: as a running sweep leaves it (``store.write_trial`` writes one
-trials and one epochs file per trial and compacts every ``store.COMPACT_AT`` of them into a
-batch file; here the batches are written directly), and after a final ``store.compact``
-(one batch). For each it times ``analysis.load``, the main aggregations and a few figures,
-and prints seconds.
-
-    .venv/bin/python benchmarks/analysis_scale.py [--trials 10000] [--evals 100] [--no-figures]
+"""Item 7: the store and analysis at scale. A results folder of synthetic learning curves
+(no training) under the store's schemas, 10^4 trials and 10^6 epoch rows in full (10^3
+and 10^5 quick), is written as a running sweep leaves it (``store.COMPACT_AT`` trials per
+batch file, the rest one file per trial), then read back by ``analysis.load``; the
+references write and read the same tables with pyarrow directly (one file per table,
+one dataset scan). A whole report (every figure, png) of a smaller sweep is timed alone.
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import store
+from harness.bench.common import Context, Headline, Measurement, alternate
 
-import analysis  # noqa: E402
-from analysis import aggregate as agg  # noqa: E402
-from analysis import compare, targets  # noqa: E402
-from harness import store  # noqa: E402
+ITEM, NAME = 7, "store"
 
 DATASETS, MODELS, SAMPLERS = ("digits", "mnist1d", "cifar10", "cifar100"), ("mlp", "resnet"), \
     ("uniform", "importance", "reshuffle")
@@ -124,73 +117,55 @@ def write_as_sweep(folder: Path, trials: pa.Table, epochs: pa.Table, n_evals: in
     return time.perf_counter() - start
 
 
-def timed(label: str, fn, results: dict):
-    start = time.perf_counter()
-    out = fn()
-    results[label] = time.perf_counter() - start
-    print(f"  {label:<44} {results[label]:7.2f} s", flush=True)
-    return out
+def _pyarrow_write(folder: Path, trials: pa.Table, epochs: pa.Table) -> None:
+    for sub, table in (("trials", trials), ("epochs", epochs)):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, folder / sub / "all.parquet")
 
 
-def measure(folder: Path, figures: bool) -> dict[str, float]:
-    results: dict[str, float] = {}
-    trials, epochs = timed("analysis.load", lambda: analysis.load(folder), results)
-    print(f"  ({len(trials):,} trials, {len(epochs):,} epoch rows)")
-    timed("seed_summary, final (trials table)", lambda: agg.seed_summary(trials), results)
-    timed("seed_summary, best epoch (from epochs)", lambda: agg.seed_summary(trials, epochs, at="best"), results)
-    target = timed("reference_target (AlgoPerf)", lambda: targets.reference_target(trials, epochs), results)
-    ttt = timed("time_to_target", lambda: targets.time_to_target(trials, epochs, target), results)
-    timed("performance_ratios + profile", lambda: targets.performance_profile(targets.performance_ratios(ttt)),
-          results)
-    equal = timed("at_equal_cost (grad evals)", lambda: compare.at_equal_cost(trials, epochs), results)
-    timed("compare_with_baseline", lambda: compare.compare_with_baseline(equal, "test_acc_at_equal_grad_evals"),
-          results)
-    if figures:
-        from analysis.figures import FIGURES, close
-
-        for spec in FIGURES:
-            if spec.name in ("curves_epoch", "heatmap_rho_lam", "performance_profile", "sharpness_vs_accuracy"):
-                fig = timed(f"figure {spec.name} (drawn, not saved)", lambda: spec.draw(trials, epochs, []), results)
-                if fig is not None:
-                    close(fig)
-    return results
+def _pyarrow_read(folder: Path) -> None:
+    for sub in ("trials", "epochs"):
+        ds.dataset(folder / sub, format="parquet").to_table().to_pandas()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=10_000)
-    parser.add_argument("--evals", type=int, default=100, help="evaluations (epoch rows) per trial")
-    parser.add_argument("--no-figures", action="store_true")
-    parser.add_argument("--report", action="store_true", help="also time a whole report (all figures, png)")
-    args = parser.parse_args()
-    start = time.perf_counter()
-    trials, epochs = generate(args.trials, args.evals)
-    print(f"generated {trials.num_rows:,} trials and {epochs.num_rows:,} epoch rows in "
-          f"{time.perf_counter() - start:.1f} s")
-    folder = Path(tempfile.mkdtemp(prefix="sambench-scale-")) / "scale"
+def run(ctx: Context) -> list[Measurement]:
+    import analysis
+    from analysis.report import build_report
+
+    n_trials, n_evals = ctx.pick(64, 1_000, 10_000), ctx.pick(10, 100, 100)
+    trials, epochs = generate(n_trials, n_evals)
+    root = Path(tempfile.mkdtemp(prefix="sambench-bench-"))
+    count = iter(range(10 ** 6))
+
+    def fresh() -> Path:
+        return root / f"w{next(count)}" / "scale"
+
     try:
-        seconds = write_as_sweep(folder, trials, epochs, args.evals)
-        files = len(list((folder / "epochs").glob("*.parquet")))
-        print(f"\nlayout as a sweep leaves it: {files} epochs files, {_mib(folder):.0f} MiB, "
-              f"written in {seconds:.1f} s")
-        measure(folder, figures=not args.no_figures)
+        writes = alternate(ctx, {
+            "store layout write": lambda: write_as_sweep(fresh(), trials, epochs, n_evals),
+            "pyarrow write": lambda: _pyarrow_write(fresh(), trials, epochs),
+        }, repeats=ctx.pick(1, 3, 3), warmup=1)
+        sweep, flat = fresh(), fresh()
+        write_as_sweep(sweep, trials, epochs, n_evals)
+        _pyarrow_write(flat, trials, epochs)
+        reads = alternate(ctx, {
+            "analysis.load": lambda: analysis.load(sweep),
+            "pyarrow read to pandas": lambda: _pyarrow_read(flat),
+        }, repeats=ctx.pick(1, 3, 3), warmup=1)
+        small = fresh()
+        r_trials, r_evals = ctx.pick(16, 200, 1_000), ctx.pick(5, 20, 50)
+        write_as_sweep(small, *generate(r_trials, r_evals), r_evals)
         start = time.perf_counter()
-        merged = store.compact(folder)
-        print(f"\nlayout compacted: store.compact merged {merged:,} per-trial files in "
-              f"{time.perf_counter() - start:.1f} s; {len(list((folder / 'epochs').glob('*.parquet')))} "
-              f"epochs files, {_mib(folder):.0f} MiB")
-        measure(folder, figures=not args.no_figures)
-        if args.report:
-            from analysis.report import build_report
-
-            timed("build_report (every figure, png)", lambda: build_report(folder), {})
+        build_report(small, root / "report")
+        report = time.perf_counter() - start
     finally:
-        shutil.rmtree(folder.parent, ignore_errors=True)
-
-
-def _mib(folder: Path) -> float:
-    return sum(p.stat().st_size for p in folder.rglob("*.parquet")) / 2 ** 20
-
-
-if __name__ == "__main__":
-    main()
+        shutil.rmtree(root, ignore_errors=True)
+    size = f"{n_trials:,} trials, {n_trials * n_evals:,} epoch rows"
+    return [
+        Measurement(ITEM, NAME, f"write {size}", writes, [Headline("store layout write", "pyarrow write")],
+                    warmup=1),
+        Measurement(ITEM, NAME, f"read {size}", reads, [Headline("analysis.load", "pyarrow read to pandas")],
+                    warmup=1),
+        Measurement(ITEM, NAME, f"report of {r_trials:,} trials, {r_trials * r_evals:,} epoch rows",
+                    {"build_report": [report]}, [], warmup=0, note="every figure, png; reported alone"),
+    ]
