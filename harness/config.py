@@ -23,7 +23,8 @@ IMPORTANCE_DEFAULTS = {"importance_proxy": "loss", "importance_mix": 0.1, "impor
 # leaves such a key out while it holds its default: a spec recorded before the key existed
 # keeps its trial ids, so resume, --extend and reruns still recognise its finished trials.
 LATER_KEYS = ("val_fraction", "base_optimizer", "base_optimizer_args", "optimizer_args", "nesterov",
-              "warmup_epochs", "label_smoothing", "grad_clip", "wd_skip_norm_bias")
+              "warmup_epochs", "label_smoothing", "grad_clip", "wd_skip_norm_bias", "precision",
+              "channels_last", "compile", "tf32")
 SPECTRA = ("cond", "spread")
 
 
