@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numba
 import numpy as np
+import torch
 
 from harness.errors import ConfigError
 
@@ -377,7 +378,7 @@ class SyntheticTrial:
         sampler = chunk["sampler_before"] if mid_chunk else self.sampler.state_dict()
         return {
             "config": self.cfg.to_dict(),
-            "x": self._x.copy(),
+            "x": torch.from_numpy(self._x.copy()),  # a tensor: weights-only loadable
             "t": self._t,
             "records_emitted": self._records_emitted,
             "status": self.status,
@@ -388,7 +389,7 @@ class SyntheticTrial:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["config"] != self.cfg.to_dict():
             raise ValueError("this state belongs to a trial with a different config")
-        x = np.asarray(state["x"], dtype=np.float64)
+        x = np.asarray(torch.as_tensor(state["x"]).numpy(), dtype=np.float64)
         if x.shape != self._x.shape:
             raise ValueError(f"state x has shape {x.shape}, expected {self._x.shape}")
         self._x[:] = x

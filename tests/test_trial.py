@@ -54,7 +54,7 @@ def test_checkpoint_resume_is_bit_identical(model, sampler):
     buffer = io.BytesIO()
     torch.save(trial.state_dict(), buffer)
     buffer.seek(0)
-    resumed = list(run_trial(cfg, checkpoint=torch.load(buffer, weights_only=False)))
+    resumed = list(run_trial(cfg, checkpoint=torch.load(buffer, weights_only=True)))
     strip = lambda rs: [{k: v for k, v in r.items() if not k.startswith("time")} for r in rs]  # noqa: E731
     assert strip(first + resumed) == strip(full)
 
