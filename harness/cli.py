@@ -23,18 +23,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from harness.config import ConfigError
+    from harness.errors import ConfigError
+    from harness.store import SweepFolderError
 
-    user_errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
+    user_errors: tuple[type[BaseException], ...] = (ConfigError, SweepFolderError, FileNotFoundError)
     try:
-        from harness.spec import SpecError
+        if args.command not in ("run", "resume"):
+            return args.handler(args) or 0
+        from harness.sweep import Interrupted, SweepError, interrupted_message, interrupts_as_exceptions
 
-        user_errors += (SpecError,)
-        if args.command in ("run", "resume"):
-            from harness.sweep import SweepError
-
-            user_errors += (SweepError,)
-        return args.handler(args) or 0
+        user_errors += (SweepError,)
+        try:
+            with interrupts_as_exceptions():
+                return args.handler(args) or 0
+        except Interrupted as stop:
+            print(f"sambench {args.command}: {interrupted_message(getattr(args, 'sweep_path', None))}",
+                  file=sys.stderr, flush=True)
+            return stop.exit_code
     except user_errors as error:
         print(f"sambench {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -43,15 +48,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """With ``trial_keys`` set (``train``), the help ends with every trial key, built only
+    when asked for (it imports the registries, which costs a second)."""
+
+    trial_keys = False
+
+    def format_help(self) -> str:
+        if not self.trial_keys:
+            return super().format_help()
+        from harness.config_doc import help_text
+
+        return super().format_help() + "\n" + help_text() + "\n"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sambench",
         description="Benchmark the SAM family (SGD, SAM, USAM, Unified SAM) on Ray Tune.",
     )
     parser.add_argument("--version", action="version", version=f"sambench {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
-    train = commands.add_parser("train", help="run one trial without Ray, printing a line per evaluation")
+    train = commands.add_parser("train", help="run one trial without Ray, printing a line per evaluation",
+                                description="Run one trial without Ray. With no arguments: the defaults below "
+                                            "(digits, an MLP, SAM, a few epochs).")
+    train.trial_keys = True
     train.add_argument("config", nargs="?", help="YAML file of trial config keys (optional)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     train.set_defaults(handler=_train)
@@ -69,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--report", action="store_true", help="write the report when the sweep ends")
+    run.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1 (local Ray only)")
     run.set_defaults(handler=_run)
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep")
@@ -76,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--address")
     resume.add_argument("--max-concurrent", type=int)
     resume.add_argument("--rerun-errored", action="store_true", help="also rerun trials that errored")
+    resume.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1 (local Ray only)")
     resume.set_defaults(handler=_resume)
 
     ls = commands.add_parser("ls", help="status of a sweep: trials done, running, failed; best so far")
@@ -96,11 +120,15 @@ def _train(args: argparse.Namespace) -> int:
     from harness.spec import apply_overrides, load_yaml
     from harness.trial import build_trial
 
+    from harness.spec import SpecError, read_text
+
     raw = {}
     if args.config:
-        raw = load_yaml(Path(args.config).read_text(), args.config) or {}
+        raw = load_yaml(read_text(args.config, "config"), args.config)
+        if raw is None:
+            raw = {}
         if not isinstance(raw, dict):
-            raise FileNotFoundError(f"{args.config}: expected a mapping of trial config keys")
+            raise SpecError(args.config, raw, "a YAML mapping of trial config keys")
     cfg = TrialConfig.from_dict(apply_overrides(raw, args.set))
     trial = build_trial(cfg)
     print(f"trial: {cfg.dataset}/{cfg.model} {cfg.optimizer} lam={cfg.lam} rho={cfg.rho} "
@@ -133,8 +161,10 @@ def _run(args: argparse.Namespace) -> int:
     from harness.sweep import SweepOptions, run_sweep
 
     spec = load_spec(args.spec, args.set)
+    args.sweep_path = Path(args.results).resolve() / spec.name  # for the line printed on SIGINT/SIGTERM
     print(f"sweep {spec.name}: {len(spec.trials)} trials -> {Path(args.results) / spec.name}", flush=True)
-    options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent, storage=args.storage)
+    options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent, storage=args.storage,
+                           dashboard=args.dashboard)
     sweep_dir = run_sweep(spec, args.results, options)
     _print_status(sweep_dir, list_trials=False)
     if args.report:
@@ -145,7 +175,8 @@ def _run(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from harness.sweep import SweepOptions, resume_sweep
 
-    options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent)
+    args.sweep_path = Path(args.sweep_dir).resolve()
+    options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent, dashboard=args.dashboard)
     sweep_dir = resume_sweep(args.sweep_dir, options, rerun_errored=args.rerun_errored)
     _print_status(sweep_dir, list_trials=False)
     return 0
@@ -170,9 +201,13 @@ def _report(args: argparse.Namespace) -> int:
 def _write_report(sweep_dir: Path, out: str | None, fmt: str) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")  # reports are files; never open a window
     from analysis.report import build_report
+    from harness import store
 
-    if not sweep_dir.is_dir():
-        raise FileNotFoundError(f"{sweep_dir}: no such sweep folder")
+    # Refuse a folder that is no sweep, or a manifest this version cannot read, before
+    # anything is written; a copy of the Parquet folders without a manifest is reportable.
+    has_parquet = (sweep_dir / "trials").is_dir() or (sweep_dir / "epochs").is_dir()
+    if (sweep_dir / store.MANIFEST).exists() or not has_parquet:
+        store.open_manifest(sweep_dir)
     html = build_report(sweep_dir, Path(out) if out else None, fmt=fmt)
     print(f"report: {html}")
     print(f"        {Path(html).with_name('report.md')}")

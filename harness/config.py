@@ -12,65 +12,74 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from harness.errors import ConfigError, is_number
+from harness.errors import ConfigError, did_you_mean, is_number
 
 LR_SCHEDULES = ("constant", "step", "cosine", "decreasing")
 STEP_RULES = ("v1", "v2")
 DEVICES = ("auto", "cpu", "cuda")
 IMPORTANCE_PROXIES = ("loss", "gradnorm")
 SPECTRA = ("cond", "spread")
+# What a config that leaves them out gets: bare `sambench train` is a SAM run of a few
+# seconds on digits. Committed specs name these settings explicitly.
+DEFAULT_EPOCHS = 5
+DEFAULT_LR = 0.1
 
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """One trial. Field names are the YAML keys; defaults give a quick digits/MLP run."""
+    """One trial. Field names are the YAML keys; defaults give a quick digits/MLP/SAM run.
+
+    The trailing comments are the keys' documentation: ``harness.config_doc`` turns them,
+    with the defaults and the registries, into ``sambench train --help`` and
+    docs/configuration.md.
+    """
 
     # workload
-    dataset: str = "digits"
-    model: str = "mlp"
+    dataset: str = "digits"           # the data set (or synthetic problem)
+    model: str = "mlp"                # the network (linear for synthetic problems)
     width: int | None = None          # model width (hidden units, channels or WRN widen factor)
     depth: int | None = None          # model depth (MLP layers or WRN depth)
     data_root: str | None = None      # torchvision datasets: folder holding the files
     download: bool = False            # torchvision datasets: allow downloading into data_root
     fake_data: bool = False           # torchvision datasets: FakeData of the same shape (smoke runs)
-    augment: bool | None = None       # None: crop+flip for CIFAR, nothing elsewhere
+    augment: bool | None = None       # null: crop+flip for CIFAR, nothing elsewhere
     train_subset: int | None = None   # keep only the first N training examples
-    test_subset: int | None = None
+    test_subset: int | None = None    # keep only the first N test examples
     # synthetic problems (leastsq, ridge, logreg)
-    n_samples: int = 100
-    dim: int = 100
-    cond: float = 10.0
-    reg: float = 0.0
-    consistent: bool = True
+    n_samples: int = 100              # synthetic problems: rows of A
+    dim: int = 100                    # synthetic problems: columns of A
+    cond: float = 10.0                # synthetic problems: condition number of A
+    reg: float = 0.0                  # synthetic problems: L2 regularisation
+    consistent: bool = True           # leastsq: b in the range of A (f* = 0)
     spectrum: str = "cond"            # "spread": A has eigenvalues 1, cond, rest in [1, 2] (unequal L_i)
     problem_seed: int = 0             # the problem data and x0; the trial seed drives sampling only
     # optimizer
-    optimizer: str = "sgd"
+    optimizer: str = "sam"            # sgd, sam (lam 1), usam (lam 0) or unified (any lam)
     lam: float | str | None = None    # float in [0, 1], "1/t" or "1-1/t"; fixed by sam/usam
     rho: float | None = None          # perturbation radius; 0 for sgd
-    lr: float | None = None           # required unless a step_rule computes it
-    lr_schedule: str = "constant"
+    lr: float | None = None           # base step size; 0.1 unless a step_rule computes it
+    lr_schedule: str = "constant"     # multiplier of lr over training
     step_rule: str | None = None      # "v1"/"v2": lr and rho from the problem's constants
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    bn_policy: str = "clean"
+    momentum: float = 0.0             # heavy-ball momentum of the base SGD
+    weight_decay: float = 0.0         # L2 penalty added to the gradient
+    bn_policy: str = "clean"          # batch-norm statistics: from the clean pass only, or both
     # sampling
-    sampler: str = "reshuffle"
-    batch_size: int = 128
+    sampler: str = "reshuffle"        # how mini-batches are drawn
+    batch_size: int = 128             # examples per step
     paper_compat: bool = False        # the reference code's sampler: no reweighting, with replacement
     importance_proxy: str = "loss"    # neural nets: per-sample loss or gradient-norm bound
     importance_mix: float = 0.1       # p = (1 - mix) * proxy + mix * uniform
     importance_refresh: int = 1       # epochs between proxy refreshes
     # length and measurement
-    epochs: int | None = None
-    iterations: int | None = None
+    epochs: int | None = None         # passes over the data; 5 when iterations is not set either
+    iterations: int | None = None     # optimizer steps, instead of epochs
     eval_every: int | None = None     # epochs, or iterations for synthetic problems (default n)
     sharpness_every: int = 0          # evaluations between lam_max measurements; 0 = never
-    sharpness_samples: int = 512
-    sharpness_method: str = "lanczos"
+    sharpness_samples: int = 512      # training examples in the fixed lam_max subset
+    sharpness_method: str = "lanczos" # lam_max estimator
     sharpness_trace: bool = False     # also a Hutchinson trace estimate
-    seed: int = 0
-    device: str = "auto"
+    seed: int = 0                     # model init, sampling and augmentation
+    device: str = "auto"              # auto: cuda when available, else cpu
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "TrialConfig":
@@ -85,10 +94,11 @@ class TrialConfig:
                 if key not in ("every", "samples", "method", "trace"):
                     raise ConfigError(f"sharpness.{key}", value, "keys every, samples, method, trace")
                 flat[f"sharpness_{key}"] = value
-        known = {f.name for f in fields(cls)}
+        known = [f.name for f in fields(cls)]
         for key in flat:
             if key not in known:
-                raise ConfigError(key, flat[key], "known keys: " + ", ".join(sorted(known)))
+                raise ConfigError(key, flat[key], "a trial config key" + did_you_mean(key, known)
+                                  + "; `sambench train --help` lists them all")
         return cls(**flat).validated()
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,8 +156,11 @@ class TrialConfig:
         if self.momentum >= 1.0:
             raise ConfigError("momentum", self.momentum, "a number in [0, 1)")
 
-        if (self.epochs is None) == (self.iterations is None):
+        changes: dict[str, Any] = {}
+        if self.epochs is not None and self.iterations is not None:
             raise ConfigError("epochs", self.epochs, "exactly one of epochs or iterations")
+        if self.epochs is None and self.iterations is None:
+            changes["epochs"] = DEFAULT_EPOCHS
 
         synthetic = self.dataset in SYNTHETIC
         if synthetic and self.model != "linear":
@@ -166,7 +179,9 @@ class TrialConfig:
             if not os.path.isdir(self.data_root):
                 raise ConfigError("data_root", self.data_root, "an existing folder (or download: true)")
 
-        changes = _resolve_optimizer(self)
+        changes |= _resolve_optimizer(self)
+        if self.step_rule is None and self.lr is None and "lr" not in changes:
+            changes["lr"] = DEFAULT_LR
         if self.step_rule is None:
             lr = changes.get("lr", self.lr)
             if lr is None or not is_number(lr) or lr <= 0:

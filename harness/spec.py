@@ -73,6 +73,8 @@ SPEC_KEYS = ("name", "grid", "resources", "max_failures", "max_concurrent", "des
 TRIAL_KEYS = tuple(f.name for f in fields(TrialConfig))
 SHARPNESS_KEYS = ("every", "samples", "method", "trace")
 RESOURCE_DEFAULTS = {"cpu": 1.0, "gpu": 0.0}
+MAX_YAML_BYTES = 4 * 2**20      # a spec is a few KiB; refuse what is clearly no spec
+MAX_YAML_NODES = 100_000        # values after expanding anchors: refuses "billion laughs" at once
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _NAME_ALLOWED = "letters, digits, '.', '_' or '-', starting with a letter or digit (it names the results folder)"
 _TOP_ALLOWED = ", ".join(SPEC_KEYS) + ", sharpness or a trial config key: " + ", ".join(TRIAL_KEYS)
@@ -125,12 +127,26 @@ class Spec:
 
 def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
     """Read, override, validate and expand the spec at ``path``."""
+    return parse_spec(read_text(path, "spec"), overrides, source=str(path))
+
+
+def read_text(path: str | Path, field: str) -> str:
+    """A YAML file's text, or a one-line SpecError: missing, a folder, unreadable, too
+    large, or not UTF-8."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_dir():
+            raise SpecError(field, str(path), "a YAML file (this is a folder)")
+        if path.is_file() and path.stat().st_size > MAX_YAML_BYTES:
+            raise SpecError(field, str(path), f"a YAML file of at most {MAX_YAML_BYTES // 2**20} MiB")
+        data = path.read_bytes()
     except OSError as err:
-        raise SpecError("spec", str(path), f"a readable YAML file ({err.strerror})") from None
-    return parse_spec(text, overrides, source=str(path))
+        raise SpecError(field, str(path), f"a readable YAML file ({err.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(field, str(path), f"a UTF-8 text file (byte {data[err.start]:#04x} at offset "
+                                          f"{err.start} is not UTF-8)") from None
 
 
 def parse_spec(text: str, overrides: Sequence[str] = (), source: str = "<spec>") -> Spec:
@@ -199,6 +215,31 @@ class _Loader(yaml.SafeLoader):
                 raise SpecError(f"{self.source} line {key_node.start_mark.line + 1}", key, "each key once per mapping")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+    def compose_document(self) -> yaml.Node:
+        """Refuse a document whose anchors expand to more than MAX_YAML_NODES values before
+        anything is built from it: aliases cost nothing to parse, but every later walk of
+        the data (checks, error messages, hashing) would expand them."""
+        node = super().compose_document()
+        sizes: dict[int, int] = {}
+
+        def size(n: yaml.Node) -> int:
+            if id(n) not in sizes:
+                sizes[id(n)] = 0  # a recursive alias counts once (then refused as a mapping cycle)
+                if isinstance(n, yaml.SequenceNode):
+                    total = 1 + sum(size(child) for child in n.value)
+                elif isinstance(n, yaml.MappingNode):
+                    total = 1 + sum(size(k) + size(v) for k, v in n.value)
+                else:
+                    total = 1
+                sizes[id(n)] = min(total, MAX_YAML_NODES + 1)
+            return sizes[id(n)]
+
+        if node is not None and size(node) > MAX_YAML_NODES:
+            raise SpecError(self.source, "<anchors and aliases>",
+                            f"a document of at most {MAX_YAML_NODES} values once anchors are expanded")
+        return node
 
 
 class _Dumper(yaml.SafeDumper):

@@ -350,6 +350,48 @@ def read_manifest(sweep_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(sweep_dir) / MANIFEST).read_text(encoding="utf-8"))["manifest"]
 
 
+class SweepFolderError(ValueError):
+    """A folder given as a sweep is none, or one this version of sambench cannot read."""
+
+
+def open_manifest(sweep_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a sweep folder, or a one-line SweepFolderError saying why there is
+    none: no such folder, a run interrupted before it started, not a sweep, unreadable, or
+    written by an incompatible version."""
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / MANIFEST
+    if not sweep_dir.is_dir():
+        what = "is a file, not a sweep folder" if sweep_dir.exists() else "does not exist"
+        raise SweepFolderError(f"{sweep_dir}: {what}")
+    if not path.is_file():
+        leftovers = {p.name for p in sweep_dir.iterdir()} - {".lock", ".store.lock"}
+        if not leftovers:
+            raise SweepFolderError(f"{sweep_dir}: its run was interrupted before it started (no {MANIFEST}); "
+                                   "start it again with `sambench run SPEC`")
+        raise SweepFolderError(f"{sweep_dir} is not a sambench sweep folder (no {MANIFEST})")
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise SweepFolderError(f"{path}: unreadable ({type(err).__name__}); allowed: a {MANIFEST} "
+                               "written by sambench") from None
+    version = body.get("schema_version") if isinstance(body, dict) else None
+    if version != SCHEMA_VERSION:
+        raise SweepFolderError(f"{path}: schema_version {version!r} is not valid; allowed: {SCHEMA_VERSION} "
+                               "(written by another version of sambench)")
+    manifest = body.get("manifest")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("trials"), list):
+        raise SweepFolderError(f"{path}: no list of trials; allowed: a {MANIFEST} written by sambench")
+    return manifest
+
+
+def write_error_log(sweep_dir: str | Path, trial_id: str, text: str) -> Path:
+    """Keep a failed trial's full traceback as ``errors/<trial_id>.txt`` (the trials row
+    holds only its last line)."""
+    path = Path(sweep_dir) / "errors" / f"{trial_id}.txt"
+    _replace(path, lambda handle: handle.write(text + "\n"), binary=False)
+    return path
+
+
 def read_spec(sweep_dir: str | Path) -> tuple[str, str]:
     """(spec text, spec hash) as given to write_spec."""
     sweep_dir = Path(sweep_dir)

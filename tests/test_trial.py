@@ -99,7 +99,7 @@ def test_lr_schedules():
     ({"lam": "1/t^2"}, "lam", "1-1/t"),
     ({"rho": -0.1}, "rho", ">= 0"),
     ({"lr": -1.0}, "lr", "positive"),
-    ({"lr": None}, "lr", "positive"),
+    ({"lr": 0}, "lr", "positive"),
     ({"epochs": 0}, "epochs", ">= 1"),
     ({"iterations": 10}, "epochs", "exactly one"),
     ({"batch_size": 0}, "batch_size", ">= 1"),
@@ -108,7 +108,7 @@ def test_lr_schedules():
     ({"optimizer": "sam", "lam": 0.5}, "lam", "sam"),
     ({"optimizer": "sgd", "rho": 0.1, "lam": None}, "rho", "sgd"),
     ({"step_rule": "v1"}, "step_rule", "synthetic"),
-    ({"colour": "red"}, "colour", "known keys"),
+    ({"colour": "red"}, "colour", "a trial config key"),
     ({"sharpness": {"every": 1, "often": True}}, "sharpness.often", "every"),
     ({"device": "tpu"}, "device", "cuda"),
 ])
