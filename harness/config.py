@@ -139,6 +139,8 @@ class TrialConfig:
         for name in ("download", "fake_data", "consistent", "paper_compat", "sharpness_trace"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "true or false")
+        if self.data_root is not None and not isinstance(self.data_root, str):
+            raise ConfigError("data_root", self.data_root, "a folder path or null")
         if self.augment is not None and not isinstance(self.augment, bool):
             raise ConfigError("augment", self.augment, "true, false or null")
         for name in ("batch_size", "n_samples", "dim", "importance_refresh", "sharpness_samples"):

@@ -68,6 +68,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from harness.config import ConfigError, TrialConfig, is_number
+from harness.errors import did_you_mean
 
 SPEC_KEYS = ("name", "grid", "resources", "max_failures", "max_concurrent", "description")
 TRIAL_KEYS = tuple(f.name for f in fields(TrialConfig))
@@ -75,6 +76,7 @@ SHARPNESS_KEYS = ("every", "samples", "method", "trace")
 RESOURCE_DEFAULTS = {"cpu": 1.0, "gpu": 0.0}
 MAX_YAML_BYTES = 4 * 2**20      # a spec is a few KiB; refuse what is clearly no spec
 MAX_YAML_NODES = 100_000        # values after expanding anchors: refuses "billion laughs" at once
+_TOP_KEYS = SPEC_KEYS + ("sharpness",) + TRIAL_KEYS
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _NAME_ALLOWED = "letters, digits, '.', '_' or '-', starting with a letter or digit (it names the results folder)"
 _TOP_ALLOWED = ", ".join(SPEC_KEYS) + ", sharpness or a trial config key: " + ", ".join(TRIAL_KEYS)
@@ -289,7 +291,7 @@ def _split(raw: Any) -> dict[str, Any]:
         elif key in TRIAL_KEYS:
             _set_shared(doc, key, value, key)
         else:
-            raise SpecError(str(key), value, _TOP_ALLOWED)
+            raise SpecError(str(key), value, _TOP_ALLOWED + did_you_mean(key, _TOP_KEYS))
     return doc
 
 
@@ -357,7 +359,7 @@ def _apply_override(doc: dict[str, Any], item: str) -> None:
     elif head in _DOTTED_ALLOWED:
         raise SpecError(f"--set {key}", value, _DOTTED_ALLOWED[head])
     else:
-        raise SpecError(f"--set {key}", value, _SET_ALLOWED)
+        raise SpecError(f"--set {key}", value, _SET_ALLOWED + did_you_mean(key, _TOP_KEYS))
 
 
 def _pin(doc: dict[str, Any], key: str, value: Any, label: str) -> None:
@@ -396,7 +398,7 @@ def _check(doc: dict[str, Any]) -> None:
             raise SpecError(key, value, f"a single value (lists go under grid.{key})")
     for key, values in doc["axes"].items():
         if key not in TRIAL_KEYS:
-            raise SpecError(f"grid.{key}", values, _GRID_KEY_ALLOWED)
+            raise SpecError(f"grid.{key}", values, _GRID_KEY_ALLOWED + did_you_mean(key, TRIAL_KEYS))
         if not isinstance(values, list):
             raise SpecError(f"grid.{key}", values, "a non-empty list (put single values at top level)")
         _check_axis(values, f"grid.{key}")
@@ -413,7 +415,7 @@ def _check(doc: dict[str, Any]) -> None:
             raise SpecError(path, block, "a mapping of trial keys to values or lists")
         for key, value in block.items():
             if key not in TRIAL_KEYS:
-                raise SpecError(f"{path}.{key}", value, _GRID_KEY_ALLOWED)
+                raise SpecError(f"{path}.{key}", value, _GRID_KEY_ALLOWED + did_you_mean(key, TRIAL_KEYS))
             if isinstance(value, list):
                 _check_axis(value, f"{path}.{key}")
             elif not isinstance(value, _Scalar):

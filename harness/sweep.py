@@ -375,14 +375,20 @@ def _join_cluster(resources: dict[str, Any], options: SweepOptions) -> None:
     """Join ``--address``/RAY_ADDRESS if given, else start a quiet local Ray (dashboard
     only when asked for, and then on localhost); then refuse a GPU request the cluster
     cannot meet (Tune would leave such trials pending forever)."""
+    gpus = float(resources.get("gpu", 0))
+    address = options.address or os.environ.get("RAY_ADDRESS")
+    if not ray.is_initialized() and not address and gpus > 0:
+        import torch  # a local Ray sees this machine's GPUs: refuse before starting it
+
+        if torch.cuda.device_count() == 0:
+            raise SpecError("resources.gpu", gpus, "0 (this machine has no GPUs; "
+                            "use --set resources.gpu=0 to run on CPUs)")
     if not ray.is_initialized():
         import logging
 
-        address = options.address or os.environ.get("RAY_ADDRESS")
         local = {} if address else {"include_dashboard": options.dashboard, "dashboard_host": "127.0.0.1"}
         ray.init(address=address, configure_logging=True, logging_level=logging.ERROR, log_to_driver=False,
                  runtime_env={"env_vars": {"SAMBENCH_CHECKPOINT_SECONDS": str(CHECKPOINT_SECONDS)}}, **local)
-    gpus = float(resources.get("gpu", 0))
     if gpus > 0 and ray.cluster_resources().get("GPU", 0) == 0:
         raise SpecError("resources.gpu", gpus, "0 (the Ray cluster has no GPUs; "
                         "use --set resources.gpu=0 to run on CPUs)")
