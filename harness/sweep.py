@@ -340,8 +340,8 @@ def resume_sweep(sweep_dir: str | Path, options: SweepOptions = SweepOptions(),
     with _sweep_lock(sweep_dir):
         done = store.completed_trial_ids(sweep_dir, include_errors=not rerun_errored)
         todo = [t for t in manifest["trials"] if t["trial_id"] not in done]
-        storage = options.storage or manifest["storage"]
         if todo:
+            storage = options.storage or manifest["storage"]
             # Trials whose final checkpoint was never written to Parquet need no rerun.
             todo = _settle(sweep_dir, manifest["sweep"], manifest["spec_hash"], todo, storage)
         if not todo:
