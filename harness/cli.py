@@ -30,13 +30,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command not in ("run", "resume"):
             return args.handler(args) or 0
-        from harness.sweep import Interrupted, SweepError, interrupted_message, interrupts_as_exceptions
+        from harness.sweep import SweepError, interrupted_message, interrupts_as_exceptions, interruption
 
         user_errors += (SweepError,)
         try:
             with interrupts_as_exceptions():
                 return args.handler(args) or 0
-        except Interrupted as stop:
+        except BaseException as error:  # noqa: BLE001 - only a signal is handled here
+            stop = interruption(error)
+            if stop is None:
+                raise
             print(f"sambench {args.command}: {interrupted_message(getattr(args, 'sweep_path', None))}",
                   file=sys.stderr, flush=True)
             return stop.exit_code

@@ -182,6 +182,9 @@ class StoreCallback(Callback):
         self.pending: dict[str, list[dict]] = {}
         self.last_partial: dict[str, float] = {}
 
+    def on_step_begin(self, iteration, trials, **info):
+        _raise_if_signalled()  # SIGINT/SIGTERM, recorded by the handler: stop between two steps
+
     @_never_raise
     def on_trial_start(self, iteration, trials, trial, **info):
         self.progress.update(trials)
@@ -432,8 +435,13 @@ def _run_tuner(name: str, sweep_dir: Path, trials: list[dict], resources: dict[s
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         ),
     )
-    with _quiet_tune():
-        tuner.fit()  # its ResultGrid is not read: building it unpickles Tune's error files
+    _SIGNALS["in_tune"] = True
+    try:
+        with _quiet_tune():
+            tuner.fit()  # its ResultGrid is not read: building it unpickles Tune's error files
+    finally:
+        _SIGNALS["in_tune"] = False
+    _raise_if_signalled()
     # A trial whose final checkpoint the callback could not write is written now.
     _settle(sweep_dir, name, spec_hash, [t for t in trials if t["trial_id"] not in
                                          store.completed_trial_ids(sweep_dir)], storage)
@@ -455,18 +463,25 @@ def _quiet_tune() -> Iterator[None]:
 
 
 # -- signals -------------------------------------------------------------------------------
+# The signal received (None: none yet), and whether Tune's loop is running. Inside that
+# loop the handler only records the signal and StoreCallback.on_step_begin raises it
+# between two steps: an exception raised inside Ray's compiled calls comes out garbled.
+_SIGNALS: dict[str, Any] = {"received": None, "in_tune": False}
+
+
 @contextmanager
 def interrupts_as_exceptions() -> Iterator[None]:
-    """SIGINT and SIGTERM raise ``Interrupted`` in the main thread, wherever the driver is;
-    a second signal exits at once. Safe at any point: every write is atomic and a resume
-    needs only the manifest, the Parquet commits and the checkpoints in storage."""
-    fired: list[int] = []
-
+    """SIGINT and SIGTERM raise ``Interrupted`` in the main thread; a second signal exits
+    at once. Safe at any point: every write is atomic and a resume needs only the
+    manifest, the Parquet commits and the checkpoints in storage."""
     def handler(signum: int, frame: Any) -> None:
-        if fired:
+        if _SIGNALS["received"] is not None:
             os._exit(128 + signum)
-        fired.append(signum)
-        raise Interrupted(signum)
+        _SIGNALS["received"] = signum
+        if not _SIGNALS["in_tune"]:
+            raise Interrupted(signum)
+
+    _SIGNALS["received"] = None
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -474,6 +489,23 @@ def interrupts_as_exceptions() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _raise_if_signalled() -> None:
+    if _SIGNALS["received"] is not None:
+        raise Interrupted(_SIGNALS["received"])
+
+
+def interruption(error: BaseException | None) -> Interrupted | None:
+    """The ``Interrupted`` behind ``error``, if any: a signal that arrived inside Ray's
+    compiled code surfaces as another exception caused by it."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, Interrupted):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def interrupted_message(sweep_dir: Path | None) -> str:
