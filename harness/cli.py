@@ -30,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command not in ("run", "resume"):
             return args.handler(args) or 0
-        from harness.sweep import SweepError, interrupted_message, interrupts_as_exceptions, interruption
+        from harness.interrupts import interrupts_as_exceptions, interruption
+        from harness.sweep import SweepError, interrupted_message
 
         user_errors += (SweepError,)
         try:

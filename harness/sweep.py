@@ -18,10 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import functools
-import json
 import math
 import os
-import signal
 import socket
 import sys
 import tempfile
@@ -34,7 +32,7 @@ from typing import Any, Callable, Iterator
 
 # Ray writes ~/.ray/auth_token and phones home unless told otherwise; these must be set
 # before ray is imported anywhere in the process. Tune's own SIGINT handler is off:
-# sambench handles SIGINT and SIGTERM itself (see interrupts_as_exceptions).
+# sambench handles SIGINT and SIGTERM itself (harness.interrupts).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -45,7 +43,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune import Callback  # noqa: E402
 
-from harness import checkpoints, store  # noqa: E402
+from harness import checkpoints, interrupts, store  # noqa: E402
 from harness.config import TrialConfig  # noqa: E402
 from harness.records import RECORD_FIELDS  # noqa: E402
 from harness.spec import Spec, SpecError  # noqa: E402
@@ -57,16 +55,6 @@ TUNE_DIR = "tune"
 
 class SweepError(RuntimeError):
     """A sweep cannot start or continue (folder in use, spec mismatch, no such sweep)."""
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM reached the driver. A BaseException, like KeyboardInterrupt, so
-    that no ``except Exception`` on the way (Tune's, or a callback's) swallows it."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-        self.exit_code = 128 + signum  # 130 for SIGINT, 143 for SIGTERM, as a shell reports
 
 
 @dataclass(frozen=True)
@@ -183,7 +171,7 @@ class StoreCallback(Callback):
         self.last_partial: dict[str, float] = {}
 
     def on_step_begin(self, iteration, trials, **info):
-        _raise_if_signalled()  # SIGINT/SIGTERM, recorded by the handler: stop between two steps
+        interrupts.raise_if_signalled()  # SIGINT/SIGTERM, recorded by the handler: stop between two steps
 
     @_never_raise
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -435,13 +423,9 @@ def _run_tuner(name: str, sweep_dir: Path, trials: list[dict], resources: dict[s
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         ),
     )
-    _SIGNALS["in_tune"] = True
-    try:
-        with _quiet_tune():
-            tuner.fit()  # its ResultGrid is not read: building it unpickles Tune's error files
-    finally:
-        _SIGNALS["in_tune"] = False
-    _raise_if_signalled()
+    with interrupts.deferred(), _quiet_tune():
+        tuner.fit()  # its ResultGrid is not read: building it unpickles Tune's error files
+    interrupts.raise_if_signalled()
     # A trial whose final checkpoint the callback could not write is written now.
     _settle(sweep_dir, name, spec_hash, [t for t in trials if t["trial_id"] not in
                                          store.completed_trial_ids(sweep_dir)], storage)
@@ -463,51 +447,6 @@ def _quiet_tune() -> Iterator[None]:
 
 
 # -- signals -------------------------------------------------------------------------------
-# The signal received (None: none yet), and whether Tune's loop is running. Inside that
-# loop the handler only records the signal and StoreCallback.on_step_begin raises it
-# between two steps: an exception raised inside Ray's compiled calls comes out garbled.
-_SIGNALS: dict[str, Any] = {"received": None, "in_tune": False}
-
-
-@contextmanager
-def interrupts_as_exceptions() -> Iterator[None]:
-    """SIGINT and SIGTERM raise ``Interrupted`` in the main thread; a second signal exits
-    at once. Safe at any point: every write is atomic and a resume needs only the
-    manifest, the Parquet commits and the checkpoints in storage."""
-    def handler(signum: int, frame: Any) -> None:
-        if _SIGNALS["received"] is not None:
-            os._exit(128 + signum)
-        _SIGNALS["received"] = signum
-        if not _SIGNALS["in_tune"]:
-            raise Interrupted(signum)
-
-    _SIGNALS["received"] = None
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def _raise_if_signalled() -> None:
-    if _SIGNALS["received"] is not None:
-        raise Interrupted(_SIGNALS["received"])
-
-
-def interruption(error: BaseException | None) -> Interrupted | None:
-    """The ``Interrupted`` behind ``error``, if any: a signal that arrived inside Ray's
-    compiled code surfaces as another exception caused by it."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, Interrupted):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
-
-
 def interrupted_message(sweep_dir: Path | None) -> str:
     """The one line printed after SIGINT/SIGTERM: what is recorded and how to go on."""
     if ray.is_initialized():

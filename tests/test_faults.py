@@ -6,14 +6,12 @@ run is benchmarks/reliability.py (too slow for CI)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
