@@ -20,6 +20,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from contextlib import contextmanager
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -424,9 +425,30 @@ def _parquet_names(folder: Path) -> list[str]:
                   if e.name.endswith(".parquet") and not e.name.startswith((".", "_")))
 
 
+class UnreadableFileWarning(UserWarning):
+    """A Parquet file in a results folder is truncated or corrupt and was skipped."""
+
+
 def _read(files: list[str], schema: pa.Schema) -> pa.Table:
-    """All files in one scan under the fixed schema (missing columns read as nulls)."""
-    return ds.dataset(files, schema=schema, format="parquet").to_table().replace_schema_metadata(None)
+    """All files in one scan under the fixed schema (missing columns read as nulls). A
+    truncated or corrupt file is skipped with an UnreadableFileWarning naming it; a file
+    that vanished mid-read raises FileNotFoundError (the caller reads again)."""
+    try:
+        return ds.dataset(files, schema=schema, format="parquet").to_table().replace_schema_metadata(None)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowInvalid, OSError):
+        pass  # find the bad file(s): one at a time
+    tables = []
+    for name in files:
+        try:
+            tables.append(ds.dataset([name], schema=schema, format="parquet").to_table())
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowInvalid, OSError) as err:
+            warnings.warn(f"skipping unreadable Parquet file {name}: {' '.join(str(err).split())}",
+                          UnreadableFileWarning, stacklevel=2)
+    return (pa.concat_tables(tables) if tables else schema.empty_table()).replace_schema_metadata(None)
 
 
 def _first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:

@@ -247,3 +247,18 @@ def test_provenance_holds_named_versions_and_hardware_only(monkeypatch):
     assert set(facts) == set(store.PROVENANCE_COLUMNS)
     assert all(v is None or isinstance(v, (str, bool)) and len(str(v)) < 200 for v in facts.values())
     assert "hunter2" not in json.dumps(facts)
+
+
+# -- damaged results -----------------------------------------------------------------------
+def test_a_truncated_parquet_file_is_named_skipped_and_the_rest_is_read(tmp_path):
+    from fakes import make_results
+
+    sweep = make_results(tmp_path, n_seeds=2, epochs=3)
+    trials, epochs = store.read_trials(sweep), store.read_epochs(sweep)
+    victim = sorted((sweep / "epochs").glob("*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    with pytest.warns(store.UnreadableFileWarning, match=str(victim)):
+        damaged = store.read_epochs(sweep)
+    assert len(store.read_trials(sweep)) == len(trials)
+    assert victim.stem not in set(damaged["trial_id"].astype(str))
+    assert len(damaged) == len(epochs) - (epochs["trial_id"].astype(str) == victim.stem).sum()
