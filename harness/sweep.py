@@ -104,10 +104,11 @@ def _trainable(config: dict[str, Any]) -> None:
 
 def _restore(trial: Any, item: dict[str, Any]) -> list[dict]:
     """Load the trial's newest usable checkpoint: Tune's (a retry within this driver run),
-    else those the driver found in storage (a resume). An incomplete one is skipped for an
+    then those the driver found in storage (a resume). An incomplete one is skipped for an
     older one; an unsafe one stops the trial. Returns the records so far."""
     latest = tune.get_checkpoint()
-    sources = [latest] if latest is not None else [tune.Checkpoint(path) for path in item.get("resume_from", ())]
+    sources = [latest] if latest is not None else []
+    sources += [tune.Checkpoint(path) for path in item.get("resume_from", ())]
     for source in sources:
         try:
             with source.as_directory() as folder:
