@@ -23,19 +23,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from harness.config import ConfigError
+    from harness.errors import ConfigError
+    from harness.store import SweepFolderError
 
-    user_errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
+    user_errors: tuple[type[BaseException], ...] = (ConfigError, SweepFolderError, FileNotFoundError)
     try:
-        from harness.spec import SpecError
+        if args.command not in ("run", "resume"):
+            return args.handler(args) or 0
+        from harness.interrupts import interrupts_as_exceptions, interruption
+        from harness.sweep import SweepError, interrupted_message
 
-        user_errors += (SpecError,)
-        if args.command in ("run", "resume"):
-            from harness.extend import ExtendError
-            from harness.sweep import SweepError
+        from harness.extend import ExtendError
 
-            user_errors += (SweepError, ExtendError)
-        return args.handler(args) or 0
+        user_errors += (SweepError, ExtendError)
+        try:
+            with interrupts_as_exceptions():
+                return args.handler(args) or 0
+        except BaseException as error:  # noqa: BLE001 - only a signal is handled here
+            stop = interruption(error)
+            if stop is None:
+                raise
+            print(f"sambench {args.command}: {interrupted_message(getattr(args, 'sweep_path', None))}",
+                  file=sys.stderr, flush=True)
+            return stop.exit_code
     except user_errors as error:
         print(f"sambench {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -44,16 +54,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """With ``trial_keys`` set (``train``), the help ends with every trial key, built only
+    when asked for (it imports the registries, which costs a second)."""
+
+    trial_keys = False
+
+    def format_help(self) -> str:
+        if not self.trial_keys:
+            return super().format_help()
+        from harness.config_doc import help_text
+
+        return super().format_help() + "\n" + help_text() + "\n"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sambench",
         description="Benchmark the SAM family (SGD, SAM, USAM, Unified SAM) on Ray Tune.",
     )
     parser.add_argument("--version", action="version", version=f"sambench {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
-    train = commands.add_parser("train", help="run one trial without Ray, printing a line per evaluation")
-    train.add_argument("config", nargs="?", help="YAML file of trial config keys, or a sweep spec with --trial")
+    train = commands.add_parser("train", help="run one trial without Ray, printing a line per evaluation",
+                                description="Run one trial without Ray. With no arguments: the defaults below "
+                                            "(digits, an MLP, SAM, a few epochs).")
+    train.trial_keys = True
+    train.add_argument("config", nargs="?", help="YAML file of trial config keys (optional), or a sweep spec with --trial")
     train.add_argument("--trial", metavar="N|ID", help="run trial N (as `validate` numbers them) or the trial "
                        "with this id (or id prefix) of the sweep spec CONFIG")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
@@ -76,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="also send every record to this experiment tracker (repeatable; docs/trackers.md)")
     run.add_argument("--extend", action="store_true",
                      help="add the spec's new trials to a recorded sweep, reusing every unchanged trial")
+    run.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1 (local Ray only)")
     run.set_defaults(handler=_run)
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep")
@@ -84,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--max-concurrent", type=int)
     resume.add_argument("--rerun-errored", action="store_true", help="also rerun trials that errored")
     resume.add_argument("--report", action="store_true", help="write the report when the sweep ends")
+    resume.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1 (local Ray only)")
     resume.set_defaults(handler=_resume)
 
     ls = commands.add_parser("ls", help="status of a sweep: trials done, running, failed; best so far")
@@ -112,14 +141,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from harness.config import TrialConfig
-    from harness.spec import SpecError, apply_overrides, load_yaml
+    from harness.spec import SpecError, apply_overrides, load_yaml, read_text
     from harness.trial import build_trial
 
     raw = {}
     if args.config:
-        raw = load_yaml(Path(args.config).read_text(), args.config) or {}
+        raw = load_yaml(read_text(args.config, "config"), args.config)
+        if raw is None:
+            raw = {}
         if not isinstance(raw, dict):
-            raise FileNotFoundError(f"{args.config}: expected a mapping of trial config keys")
+            raise SpecError(args.config, raw, "a YAML mapping of trial config keys")
     if args.trial is not None:
         if not args.config:
             raise SpecError("--trial", args.trial, "a trial of a sweep spec: sambench train SPEC --trial N|ID")
@@ -186,9 +217,10 @@ def _run(args: argparse.Namespace) -> int:
     from harness.trackers import require
 
     spec = load_spec(args.spec, args.set)
+    args.sweep_path = Path(args.results).resolve() / spec.name  # for the line printed on SIGINT/SIGTERM
     trackers = require([*spec.trackers, *args.tracker])  # before any work: a missing extra is one line
     options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent, storage=args.storage,
-                           trackers=trackers)
+                           trackers=trackers, dashboard=args.dashboard)
     if spec.tune is not None:
         from harness.tuning import describe, run_tuning
 
@@ -209,9 +241,10 @@ def _run(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from harness.sweep import SweepOptions, resume_sweep
 
+    args.sweep_path = Path(args.sweep_dir).resolve()
     from harness.tuning import is_tuning_sweep, resume_tuning
 
-    options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent)
+    options = SweepOptions(address=args.address, max_concurrent=args.max_concurrent, dashboard=args.dashboard)
     if is_tuning_sweep(args.sweep_dir):
         sweep_dir = resume_tuning(args.sweep_dir, options, rerun_errored=args.rerun_errored)
     else:
@@ -240,12 +273,16 @@ def _report(args: argparse.Namespace) -> int:
 
 def _write_report(sweep_dir: Path, out: str | None, fmt: str, baseline: str | None = None) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")  # reports are files; never open a window
-    from analysis.aggregate import parse_filter
+    from analysis.aggregate import BASELINE, parse_filter
     from analysis.report import build_report
+    from harness import store
 
-    chosen = parse_filter(baseline) if baseline else "SGD"  # a bad filter fails before the sweep is read
-    if not sweep_dir.is_dir():
-        raise FileNotFoundError(f"{sweep_dir}: no such sweep folder")
+    chosen = parse_filter(baseline) if baseline else BASELINE  # a bad filter fails before the sweep is read
+    # Refuse a folder that is no sweep, or a manifest this version cannot read, before
+    # anything is written; a copy of the Parquet folders without a manifest is reportable.
+    has_parquet = (sweep_dir / "trials").is_dir() or (sweep_dir / "epochs").is_dir()
+    if (sweep_dir / store.MANIFEST).exists() or not has_parquet:
+        store.open_manifest(sweep_dir)
     html = build_report(sweep_dir, Path(out) if out else None, fmt=fmt, baseline=chosen)
     print(f"report: {html}")
     print(f"        {Path(html).with_name('report.md')}")

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from harness.errors import ConfigError, is_number
+from harness.errors import ConfigError, did_you_mean, is_number
 
 LR_SCHEDULES = ("constant", "step", "cosine", "decreasing")
 DEVICES = ("auto", "cpu", "cuda")
@@ -26,53 +26,62 @@ LATER_KEYS = ("val_fraction", "base_optimizer", "base_optimizer_args", "optimize
               "warmup_epochs", "label_smoothing", "grad_clip", "wd_skip_norm_bias", "precision",
               "channels_last", "compile", "tf32")
 SPECTRA = ("cond", "spread")
+# What a config that leaves them out gets: bare `sambench train` is a SAM run of a few
+# seconds on digits. Committed specs name these settings explicitly.
+DEFAULT_EPOCHS = 5
+DEFAULT_LR = 0.1
 
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """One trial. Field names are the YAML keys; defaults give a quick digits/MLP run."""
+    """One trial. Field names are the YAML keys; defaults give a quick digits/MLP/SAM run.
+
+    The trailing comments are the keys' documentation: ``harness.config_doc`` turns them,
+    with the defaults and the registries, into ``sambench train --help`` and
+    docs/configuration.md.
+    """
 
     # workload
-    dataset: str = "digits"
-    model: str = "mlp"
+    dataset: str = "digits"           # the data set (or synthetic problem)
+    model: str = "mlp"                # the network (linear for synthetic problems)
     width: int | None = None          # model width (hidden units, channels or WRN widen factor)
     depth: int | None = None          # model depth (MLP layers or WRN depth)
     data_root: str | None = None      # torchvision datasets: folder holding the files
     download: bool = False            # torchvision datasets: allow downloading into data_root
     fake_data: bool = False           # torchvision datasets: FakeData of the same shape (smoke runs)
-    augment: bool | None = None       # None: crop+flip for CIFAR, nothing elsewhere
+    augment: bool | None = None       # null: crop+flip for CIFAR, nothing elsewhere
     train_subset: int | None = None   # keep only the first N training examples
-    test_subset: int | None = None
+    test_subset: int | None = None    # keep only the first N test examples
     val_fraction: float = 0.0         # hold out this part of the training data (fixed seed); 0: no split
     # synthetic problems (leastsq, ridge, logreg)
-    n_samples: int = 100
-    dim: int = 100
-    cond: float = 10.0
-    reg: float = 0.0
-    consistent: bool = True
+    n_samples: int = 100              # synthetic problems: rows of A
+    dim: int = 100                    # synthetic problems: columns of A
+    cond: float = 10.0                # synthetic problems: condition number of A
+    reg: float = 0.0                  # synthetic problems: L2 regularisation
+    consistent: bool = True           # leastsq: b in the range of A (f* = 0)
     spectrum: str = "cond"            # "spread": A has eigenvalues 1, cond, rest in [1, 2] (unequal L_i)
     problem_seed: int = 0             # the problem data and x0; the trial seed drives sampling only
     # optimizer
-    optimizer: str = "sgd"            # a name of harness.optim.OPTIMIZERS or package.module:Class
+    optimizer: str = "sam"            # a name of harness.optim.OPTIMIZERS or package.module:Class
     lam: float | str | None = None    # float in [0, 1], "1/t" or "1-1/t"; fixed by sam/usam, 1 for variants
     rho: float | None = None          # perturbation radius; 0 for sgd, the method's default if unset
-    lr: float | None = None           # required unless a step_rule computes it
-    lr_schedule: str = "constant"
+    lr: float | None = None           # base step size; 0.1 unless a step_rule computes it
+    lr_schedule: str = "constant"     # multiplier of lr over training
     step_rule: str | None = None      # "v1"/"v2"/"v2_noiseless": lr and rho from the problem's constants
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    bn_policy: str = "clean"
+    momentum: float = 0.0             # heavy-ball momentum of the base SGD
+    weight_decay: float = 0.0         # L2 penalty added to the gradient
+    bn_policy: str = "clean"          # batch-norm statistics: from the clean pass only, or both
     base_optimizer: str = "sgd"       # sgd, adamw or package.module:Class: the descent step
     base_optimizer_args: str | None = None  # its other keyword arguments: a mapping, kept as JSON text
     optimizer_args: str | None = None  # the method's own settings (theta, eta, alpha, k, ...): a mapping
-    nesterov: bool = False
+    nesterov: bool = False            # Nesterov momentum in the base SGD
     warmup_epochs: float = 0.0        # linear lr warm-up over these epochs, then the lr_schedule
     label_smoothing: float = 0.0      # in the training loss only
     grad_clip: float | None = None    # max global norm of the descent gradient
     wd_skip_norm_bias: bool = False   # no weight decay on biases and normalisation layers
     # sampling
-    sampler: str = "reshuffle"
-    batch_size: int = 128
+    sampler: str = "reshuffle"        # how mini-batches are drawn
+    batch_size: int = 128             # examples per step
     paper_compat: bool = False        # the reference code's sampler: no reweighting, with replacement
     # neural nets only (null: the defaults below); synthetic problems sample p_i ~ L_i exactly,
     # so these stay null there and setting one is an error
@@ -80,15 +89,15 @@ class TrialConfig:
     importance_mix: float | None = None    # p = (1 - mix) * proxy + mix * uniform (default 0.1)
     importance_refresh: int | None = None  # epochs between proxy refreshes (default 1)
     # length and measurement
-    epochs: int | None = None
-    iterations: int | None = None
+    epochs: int | None = None         # passes over the data; 5 when iterations is not set either
+    iterations: int | None = None     # optimizer steps, instead of epochs
     eval_every: int | None = None     # epochs, or iterations for synthetic problems (default n)
     sharpness_every: int = 0          # evaluations between lam_max measurements; 0 = never
-    sharpness_samples: int = 512
-    sharpness_method: str = "lanczos"
+    sharpness_samples: int = 512      # training examples in the fixed lam_max subset
+    sharpness_method: str = "lanczos" # lam_max estimator
     sharpness_trace: bool = False     # also a Hutchinson trace estimate
-    seed: int = 0
-    device: str = "auto"
+    seed: int = 0                     # model init, sampling and augmentation
+    device: str = "auto"              # auto: cuda when available, else cpu
     precision: str = "fp32"           # fp32, bf16 or fp16 (autocast; fp16 adds a loss scale)
     channels_last: bool = False       # models with 2-d convolutions: NHWC weights and batches
     compile: bool = False             # torch.compile the model for the training passes
@@ -107,10 +116,11 @@ class TrialConfig:
                 if key not in ("every", "samples", "method", "trace"):
                     raise ConfigError(f"sharpness.{key}", value, "keys every, samples, method, trace")
                 flat[f"sharpness_{key}"] = value
-        known = {f.name for f in fields(cls)}
+        known = [f.name for f in fields(cls)]
         for key in flat:
             if key not in known:
-                raise ConfigError(key, flat[key], "known keys: " + ", ".join(sorted(known)))
+                raise ConfigError(key, flat[key], "a trial config key" + did_you_mean(key, known)
+                                  + "; `sambench train --help` lists them all")
         for key in ("base_optimizer_args", "optimizer_args"):
             if isinstance(flat.get(key), Mapping):  # a nested mapping: kept as its JSON text
                 flat[key] = json.dumps(dict(flat[key]), sort_keys=True, separators=(", ", ": "))
@@ -161,6 +171,8 @@ class TrialConfig:
                      "wd_skip_norm_bias", "channels_last", "compile", "tf32"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "true or false")
+        if self.data_root is not None and not isinstance(self.data_root, str):
+            raise ConfigError("data_root", self.data_root, "a folder path or null")
         if self.augment is not None and not isinstance(self.augment, bool):
             raise ConfigError("augment", self.augment, "true, false or null")
         for name in ("batch_size", "n_samples", "dim", "sharpness_samples"):
@@ -185,8 +197,11 @@ class TrialConfig:
         if self.nesterov and self.momentum == 0:
             raise ConfigError("nesterov", self.nesterov, "false when momentum is 0 (Nesterov needs momentum > 0)")
 
-        if (self.epochs is None) == (self.iterations is None):
+        changes: dict[str, Any] = {}
+        if self.epochs is not None and self.iterations is not None:
             raise ConfigError("epochs", self.epochs, "exactly one of epochs or iterations")
+        if self.epochs is None and self.iterations is None:
+            changes["epochs"] = DEFAULT_EPOCHS
 
         synthetic = self.dataset in SYNTHETIC
         if synthetic and self.model != "linear":
@@ -211,7 +226,9 @@ class TrialConfig:
             if not os.path.isdir(self.data_root):
                 raise ConfigError("data_root", self.data_root, "an existing folder (or download: true)")
 
-        changes = _resolve_optimizer(self) | _resolve_importance(self, synthetic)
+        changes |= _resolve_optimizer(self) | _resolve_importance(self, synthetic)
+        if self.step_rule is None and self.lr is None and "lr" not in changes:
+            changes["lr"] = DEFAULT_LR
         if synthetic:
             _check_synthetic_optimizer(self)
         else:

@@ -18,7 +18,7 @@ import numpy as np
 
 # harness.sweep first: it sets Ray's environment (auth, usage stats) before ray is imported.
 from harness import store, sweep
-from harness.sweep import StoreCallback, SweepOptions, _can_restore, _quiet_tune, tracker_callbacks
+from harness.sweep import StoreCallback, SweepOptions, _quiet_tune, tracker_callbacks
 from harness.tune_spec import Dimension, Search, TuneSection
 
 from ray import tune  # noqa: E402,I001
@@ -113,6 +113,10 @@ def tuning_item(name: str, search: Search, index: int, sampled: dict[str, Any]) 
     return {"trial_id": store.trial_id(name, {"phase": "tune", "search_id": search.search_id, "index": index}),
             "trial": search.config(sampled),
             "tags": {"phase": "tune", "search_id": search.search_id, "search_index": index}}
+
+
+def _can_restore(storage: str) -> bool:
+    return tune.Tuner.can_restore(storage.rstrip("/") + "/run")
 
 
 def run_search(name: str, sweep_dir: Path, section: TuneSection, search: Search, resources: dict[str, Any],

@@ -72,11 +72,15 @@ import yaml
 
 from harness.config import ConfigError, TrialConfig, is_number
 from harness.tune_spec import TuneSection, check_trackers, drop_key, parse_tune
+from harness.errors import did_you_mean
 
 SPEC_KEYS = ("name", "grid", "resources", "max_failures", "max_concurrent", "description", "tune", "trackers")
 TRIAL_KEYS = tuple(f.name for f in fields(TrialConfig))
 SHARPNESS_KEYS = ("every", "samples", "method", "trace")
 RESOURCE_DEFAULTS = {"cpu": 1.0, "gpu": 0.0}
+MAX_YAML_BYTES = 4 * 2**20      # a spec is a few KiB; refuse what is clearly no spec
+MAX_YAML_NODES = 100_000        # values after expanding anchors: refuses "billion laughs" at once
+_TOP_KEYS = SPEC_KEYS + ("sharpness",) + TRIAL_KEYS
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _NAME_ALLOWED = "letters, digits, '.', '_' or '-', starting with a letter or digit (it names the results folder)"
 _TOP_ALLOWED = ", ".join(SPEC_KEYS) + ", sharpness or a trial config key: " + ", ".join(TRIAL_KEYS)
@@ -131,12 +135,26 @@ class Spec:
 
 def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
     """Read, override, validate and expand the spec at ``path``."""
+    return parse_spec(read_text(path, "spec"), overrides, source=str(path))
+
+
+def read_text(path: str | Path, field: str) -> str:
+    """A YAML file's text, or a one-line SpecError: missing, a folder, unreadable, too
+    large, or not UTF-8."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_dir():
+            raise SpecError(field, str(path), "a YAML file (this is a folder)")
+        if path.is_file() and path.stat().st_size > MAX_YAML_BYTES:
+            raise SpecError(field, str(path), f"a YAML file of at most {MAX_YAML_BYTES // 2**20} MiB")
+        data = path.read_bytes()
     except OSError as err:
-        raise SpecError("spec", str(path), f"a readable YAML file ({err.strerror})") from None
-    return parse_spec(text, overrides, source=str(path))
+        raise SpecError(field, str(path), f"a readable YAML file ({err.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(field, str(path), f"a UTF-8 text file (byte {data[err.start]:#04x} at offset "
+                                          f"{err.start} is not UTF-8)") from None
 
 
 def parse_spec(text: str, overrides: Sequence[str] = (), source: str = "<spec>") -> Spec:
@@ -223,6 +241,31 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+    def compose_document(self) -> yaml.Node:
+        """Refuse a document whose anchors expand to more than MAX_YAML_NODES values before
+        anything is built from it: aliases cost nothing to parse, but every later walk of
+        the data (checks, error messages, hashing) would expand them."""
+        node = super().compose_document()
+        sizes: dict[int, int] = {}
+
+        def size(n: yaml.Node) -> int:
+            if id(n) not in sizes:
+                sizes[id(n)] = 0  # a recursive alias counts once (then refused as a mapping cycle)
+                if isinstance(n, yaml.SequenceNode):
+                    total = 1 + sum(size(child) for child in n.value)
+                elif isinstance(n, yaml.MappingNode):
+                    total = 1 + sum(size(k) + size(v) for k, v in n.value)
+                else:
+                    total = 1
+                sizes[id(n)] = min(total, MAX_YAML_NODES + 1)
+            return sizes[id(n)]
+
+        if node is not None and size(node) > MAX_YAML_NODES:
+            raise SpecError(self.source, "<anchors and aliases>",
+                            f"a document of at most {MAX_YAML_NODES} values once anchors are expanded")
+        return node
+
+
 class _Dumper(yaml.SafeDumper):
     pass
 
@@ -270,7 +313,7 @@ def _split(raw: Any) -> dict[str, Any]:
         elif key in TRIAL_KEYS:
             _set_shared(doc, key, value, key)
         else:
-            raise SpecError(str(key), value, _TOP_ALLOWED)
+            raise SpecError(str(key), value, _TOP_ALLOWED + did_you_mean(key, _TOP_KEYS))
     return doc
 
 
@@ -340,7 +383,7 @@ def _apply_override(doc: dict[str, Any], item: str) -> None:
     elif head in _DOTTED_ALLOWED:
         raise SpecError(f"--set {key}", value, _DOTTED_ALLOWED[head])
     else:
-        raise SpecError(f"--set {key}", value, _SET_ALLOWED)
+        raise SpecError(f"--set {key}", value, _SET_ALLOWED + did_you_mean(key, _TOP_KEYS))
 
 
 def _pin(doc: dict[str, Any], key: str, value: Any, label: str) -> None:
@@ -380,7 +423,7 @@ def _check(doc: dict[str, Any]) -> None:
             raise SpecError(key, value, f"a single value (lists go under grid.{key})")
     for key, values in doc["axes"].items():
         if key not in TRIAL_KEYS:
-            raise SpecError(f"grid.{key}", values, _GRID_KEY_ALLOWED)
+            raise SpecError(f"grid.{key}", values, _GRID_KEY_ALLOWED + did_you_mean(key, TRIAL_KEYS))
         if not isinstance(values, list):
             raise SpecError(f"grid.{key}", values, "a non-empty list (put single values at top level)")
         _check_axis(values, f"grid.{key}")
@@ -397,7 +440,7 @@ def _check(doc: dict[str, Any]) -> None:
             raise SpecError(path, block, "a mapping of trial keys to values or lists")
         for key, value in block.items():
             if key not in TRIAL_KEYS:
-                raise SpecError(f"{path}.{key}", value, _GRID_KEY_ALLOWED)
+                raise SpecError(f"{path}.{key}", value, _GRID_KEY_ALLOWED + did_you_mean(key, TRIAL_KEYS))
             if isinstance(value, list):
                 _check_axis(value, f"{path}.{key}")
             elif not isinstance(value, _Scalar):

@@ -15,9 +15,7 @@ def sweep_status(sweep_dir: str | Path, list_trials: bool = False) -> str:
     """A status table: trials ok, diverged, errored, running (or interrupted) with their last
     recorded evaluation, not started; the best finished trial per workload."""
     sweep_dir = Path(sweep_dir)
-    if not (sweep_dir / store.MANIFEST).exists():
-        raise FileNotFoundError(f"{sweep_dir} is not a sambench sweep folder (no {store.MANIFEST})")
-    manifest = store.read_manifest(sweep_dir)
+    manifest = store.open_manifest(sweep_dir)
     trials_table, epochs_table = store.scan([sweep_dir], include_partial=True)  # one read
     trials = store.to_pandas(trials_table)
     recorded = set(trials_table.column("trial_id").to_pylist())

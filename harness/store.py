@@ -20,6 +20,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from contextlib import contextmanager
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -368,6 +369,48 @@ def expected_trials(manifest: Mapping[str, Any]) -> int:
             + sum(s["budget"] for s in manifest.get("tune", {}).get("searches", [])))
 
 
+class SweepFolderError(ValueError):
+    """A folder given as a sweep is none, or one this version of sambench cannot read."""
+
+
+def open_manifest(sweep_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a sweep folder, or a one-line SweepFolderError saying why there is
+    none: no such folder, a run interrupted before it started, not a sweep, unreadable, or
+    written by an incompatible version."""
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / MANIFEST
+    if not sweep_dir.is_dir():
+        what = "is a file, not a sweep folder" if sweep_dir.exists() else "does not exist"
+        raise SweepFolderError(f"{sweep_dir}: {what}")
+    if not path.is_file():
+        leftovers = {p.name for p in sweep_dir.iterdir()} - {".lock", ".store.lock"}
+        if not leftovers:
+            raise SweepFolderError(f"{sweep_dir}: its run was interrupted before it started (no {MANIFEST}); "
+                                   "start it again with `sambench run SPEC`")
+        raise SweepFolderError(f"{sweep_dir} is not a sambench sweep folder (no {MANIFEST})")
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise SweepFolderError(f"{path}: unreadable ({type(err).__name__}); allowed: a {MANIFEST} "
+                               "written by sambench") from None
+    version = body.get("schema_version") if isinstance(body, dict) else None
+    if version != SCHEMA_VERSION:
+        raise SweepFolderError(f"{path}: schema_version {version!r} is not valid; allowed: {SCHEMA_VERSION} "
+                               "(written by another version of sambench)")
+    manifest = body.get("manifest")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("trials"), list):
+        raise SweepFolderError(f"{path}: no list of trials; allowed: a {MANIFEST} written by sambench")
+    return manifest
+
+
+def write_error_log(sweep_dir: str | Path, trial_id: str, text: str) -> Path:
+    """Keep a failed trial's full traceback as ``errors/<trial_id>.txt`` (the trials row
+    holds only its last line)."""
+    path = Path(sweep_dir) / "errors" / f"{trial_id}.txt"
+    _replace(path, lambda handle: handle.write(text + "\n"), binary=False)
+    return path
+
+
 def read_spec(sweep_dir: str | Path) -> tuple[str, str]:
     """(spec text, spec hash) as given to write_spec."""
     sweep_dir = Path(sweep_dir)
@@ -400,9 +443,30 @@ def _parquet_names(folder: Path) -> list[str]:
                   if e.name.endswith(".parquet") and not e.name.startswith((".", "_")))
 
 
+class UnreadableFileWarning(UserWarning):
+    """A Parquet file in a results folder is truncated or corrupt and was skipped."""
+
+
 def _read(files: list[str], schema: pa.Schema) -> pa.Table:
-    """All files in one scan under the fixed schema (missing columns read as nulls)."""
-    return ds.dataset(files, schema=schema, format="parquet").to_table().replace_schema_metadata(None)
+    """All files in one scan under the fixed schema (missing columns read as nulls). A
+    truncated or corrupt file is skipped with an UnreadableFileWarning naming it; a file
+    that vanished mid-read raises FileNotFoundError (the caller reads again)."""
+    try:
+        return ds.dataset(files, schema=schema, format="parquet").to_table().replace_schema_metadata(None)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowInvalid, OSError):
+        pass  # find the bad file(s): one at a time
+    tables = []
+    for name in files:
+        try:
+            tables.append(ds.dataset([name], schema=schema, format="parquet").to_table())
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowInvalid, OSError) as err:
+            warnings.warn(f"skipping unreadable Parquet file {name}: {' '.join(str(err).split())}",
+                          UnreadableFileWarning, stacklevel=2)
+    return (pa.concat_tables(tables) if tables else schema.empty_table()).replace_schema_metadata(None)
 
 
 def _first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:

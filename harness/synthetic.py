@@ -33,6 +33,7 @@ import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
+import torch
 
 from harness import synthetic_kernel as kernel
 from harness.errors import ConfigError
@@ -236,7 +237,7 @@ class SyntheticTrial:
         sampler = chunk["sampler_before"] if mid_chunk else self.sampler.state_dict()
         return {
             "config": self.cfg.to_dict(),
-            "x": self._x.copy(),
+            "x": torch.from_numpy(self._x.copy()),  # a tensor: weights-only loadable
             "t": self._t,
             "records_emitted": self._records_emitted,
             "status": self.status,
@@ -248,7 +249,7 @@ class SyntheticTrial:
         # Keys a checkpoint predates (added to TrialConfig since) keep this config's value.
         if self.cfg.replace(**state["config"]) != self.cfg:
             raise ValueError("this state belongs to a trial with a different config")
-        x = np.asarray(state["x"], dtype=np.float64)
+        x = np.asarray(torch.as_tensor(state["x"]).numpy(), dtype=np.float64)
         if x.shape != self._x.shape:
             raise ValueError(f"state x has shape {x.shape}, expected {self._x.shape}")
         self._x[:] = x

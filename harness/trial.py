@@ -302,6 +302,8 @@ class NetTrial:
 
     # -- checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain Python values only, so a checkpoint loads with
+        ``torch.load(weights_only=True)`` and never runs code from shared storage."""
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -309,7 +311,7 @@ class NetTrial:
             "sampler": self.sampler.state_dict(),
             "augment_rng": self.augment_rng.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
+            "numpy_rng": _numpy_rng_state(),
             "python_rng": random.getstate(),
             "precision": self.precision.state_dict(),
             "counters": {
@@ -331,8 +333,8 @@ class NetTrial:
         self.sampler.load_state_dict(state["sampler"])
         self.augment_rng.set_state(state["augment_rng"])
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
+        _set_numpy_rng_state(state["numpy_rng"])
+        random.setstate(_as_tuples(state["python_rng"]))
         if "precision" in state:  # checkpoints from before precision settings existed have none
             self.precision.load_state_dict(state["precision"])
         if "cuda_rng" in state and self.device.type == "cuda":
@@ -348,3 +350,20 @@ class NetTrial:
         return {"sampler_desc": self.sampler.describe(), "device": describe_device(self.device),
                 "tf32": self.precision.tf32_used}
 
+
+def _numpy_rng_state() -> dict[str, Any]:
+    """NumPy's global Mersenne Twister state as a tensor and plain numbers (its own
+    tuple holds an ndarray, which a weights-only load refuses)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _set_numpy_rng_state(state: dict[str, Any]) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"]))
+
+
+def _as_tuples(value: Any) -> Any:
+    """``random.setstate`` wants tuples; a checkpoint may hand back lists."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -129,7 +129,7 @@ def _search_counts(sweep_dir: Path, rerun_errored: bool = False) -> dict[str, in
 def _phases(sweep_dir: Path, spec_text: str, manifest: dict[str, Any], options: SweepOptions,
             rerun_errored: bool = False) -> None:
     from harness.search import run_search
-    from harness.sweep import _can_restore, _run_tuner
+    from harness.sweep import _run_tuner, _settle
 
     name, spec_hash, storage = manifest["sweep"], manifest["spec_hash"], manifest["storage"]
     section = TuneSection.from_dict(manifest["tune"])
@@ -143,9 +143,11 @@ def _phases(sweep_dir: Path, spec_text: str, manifest: dict[str, Any], options: 
                 and t["trial_id"] not in done]
         if todo:
             where = f"{storage}/{phase}"
+            todo = _settle(sweep_dir, name, spec_hash, todo, where)  # written if final, else resumable
+            if not todo:
+                return
             print(f"{phase} phase: {len(todo)} trials", flush=True)
             _run_tuner(name, sweep_dir, todo, resources, max_failures, spec_hash, where, options,
-                       restore=_can_restore(where), rerun_errored=rerun_errored,
                        max_concurrent=manifest.get("max_concurrent"))
 
     run_trials(GRID)

@@ -49,6 +49,9 @@ lr: 0.1
 """
 
 
+SMALL_SGD = SMALL + "optimizer: sgd\n"  # the default optimizer is sam
+
+
 def _small(grid: str = "", **extra: str) -> str:
     lines = [SMALL] + [f"{key}: {value}" for key, value in extra.items()]
     return "\n".join(lines) + (f"\ngrid:\n{grid}" if grid else "")
@@ -102,7 +105,7 @@ def test_block_scalars_apply_to_their_block_only():
 
 
 def test_sgd_drops_rho_and_lam_and_duplicates_are_run_once():
-    spec = parse_spec(_small("  rho: [0.05, 0.1, 0.2]\n  seed: [0, 1]"))
+    spec = parse_spec(_small("  rho: [0.05, 0.1, 0.2]\n  seed: [0, 1]", optimizer="sgd"))
     assert [(t.optimizer, t.rho, t.seed) for t in spec.trials] == [("sgd", 0.0, 0), ("sgd", 0.0, 1)]
     # overlapping blocks: the second block repeats the first one's configs, kept once, first first
     spec = parse_spec(_small("  - {optimizer: sam, rho: [0.1]}\n  - {optimizer: sam, rho: [0.2, 0.1], lam: 1}"))
@@ -118,7 +121,7 @@ def test_fixed_lam_is_dropped_for_sam_and_usam_even_at_top_level():
 
 
 def test_no_grid_is_one_trial_and_sharpness_sugar_is_flattened():
-    spec = parse_spec(SMALL + "sharpness: {every: 2, samples: 64}\nweight_decay: 5e-4\n")
+    spec = parse_spec(SMALL_SGD + "sharpness: {every: 2, samples: 64}\nweight_decay: 5e-4\n")
     (trial,) = spec.trials
     assert (trial.sharpness_every, trial.sharpness_samples) == (2, 64)
     assert trial.weight_decay == pytest.approx(5e-4, rel=0, abs=1e-15)  # YAML 1.1 would read a string
@@ -139,7 +142,7 @@ def test_override_grid_axis_and_dotted_keys():
     assert {t.sharpness_every for t in spec.trials} == {3}
     assert {t.lam for t in spec.trials if t.optimizer == "unified"} == {"1/t"}
     assert spec.resources == {"cpu": 2.0, "gpu": 0.25}
-    spec = parse_spec(SMALL + "seed: 4\n", ["grid.seed=[1, 2]"])
+    spec = parse_spec(SMALL_SGD + "seed: 4\n", ["grid.seed=[1, 2]"])
     assert [t.seed for t in spec.trials] == [1, 2]
 
 
@@ -151,7 +154,8 @@ def test_override_removes_the_key_from_blocks():
 
 
 def test_override_spec_keys_and_whole_grid():
-    spec = parse_spec(EXAMPLE, ["name=smoke", "max_failures=0", "max_concurrent=4", "grid={seed: [5]}"])
+    spec = parse_spec(EXAMPLE, ["name=smoke", "max_failures=0", "max_concurrent=4",
+                                "grid={seed: [5], optimizer: [sgd]}"])
     assert (spec.name, spec.max_failures, spec.max_concurrent) == ("smoke", 0, 4)
     assert [(t.optimizer, t.seed) for t in spec.trials] == [("sgd", 5)]
 
@@ -177,12 +181,12 @@ def test_hash_ignores_layout_and_tracks_overrides():
 
 
 def test_canonical_text_round_trips():
-    for text in (EXAMPLE, BLOCKS, SMALL + "description: '1e-3'\nsharpness: {every: 2}\n"):
+    for text in (EXAMPLE, BLOCKS, SMALL_SGD + "description: '1e-3'\nsharpness: {every: 2}\n"):
         spec = parse_spec(text, ["resources.gpu=2"])
         again = parse_spec(spec.text)
         assert (again.trials, again.text, again.spec_hash) == (spec.trials, spec.text, spec.spec_hash)
         assert again.resources["gpu"] == 2 and again.description == spec.description
-    assert parse_spec(SMALL + "description: '1e-3'\n").description == "1e-3"
+    assert parse_spec(SMALL_SGD + "description: '1e-3'\n").description == "1e-3"
 
 
 def test_load_spec_reads_a_file(tmp_path):
@@ -207,7 +211,7 @@ def test_table_shows_varying_columns_and_count():
     lines = parse_spec(EXAMPLE).table().splitlines()
     assert lines[0].split() == ["#", "dataset", "model", "optimizer", "lam", "rho", "sampler", "seed"]
     assert lines[-1] == "66 trials" and len(lines) == 68
-    assert parse_spec(SMALL).table() == "#  dataset  model\n0  digits   mlp\n1 trial"
+    assert parse_spec(SMALL_SGD).table() == "#  dataset  model\n0  digits   mlp\n1 trial"
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -243,8 +247,8 @@ ERRORS = [
     (_small(sharpness_every=1, sharpness="{every: 2}"), [], "sharpness.every", 2, "sharpness_every is already set"),
     (_small(sharpness="{method: exact}"), [], "sharpness_method", "exact", "lanczos, power"),
     (SMALL.replace("dataset: digits", "dataset: digts"), [], "dataset", "digts", "digits"),
-    (SMALL.replace("lr: 0.1", ""), [], "lr", None, "a positive number"),
-    (SMALL.replace("lr: 0.1", "lr: '1e-3'"), [], "lr", "1e-3", "a positive number"),
+    (SMALL_SGD.replace("lr: 0.1", "lr: 0"), [], "lr", 0, "a positive number"),
+    (SMALL_SGD.replace("lr: 0.1", "lr: '1e-3'"), [], "lr", "1e-3", "a positive number"),
     ("- a\n- b\n", [], "spec", ["a", "b"], "a YAML mapping"),
     (SMALL + "epochs: 2\n", [], "<spec> line 7", "epochs", "each key once per mapping"),
     (SMALL, ["epochs"], "--set", "epochs", "key=value"),

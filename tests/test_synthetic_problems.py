@@ -166,7 +166,7 @@ def test_logreg_without_regulariser_on_overlapping_classes():
 
 
 def test_problem_seed_is_validated_with_the_config():
-    base = dict(dataset="ridge", model="linear", iterations=10, lr=0.1, batch_size=1)
+    base = dict(dataset="ridge", model="linear", optimizer="sgd", iterations=10, lr=0.1, batch_size=1)
     assert TrialConfig.from_dict({**base, "problem_seed": 4}).problem_seed == 4
     for bad in (-1, 1.5, True):
         with pytest.raises(ConfigError, match="problem_seed"):

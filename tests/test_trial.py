@@ -54,7 +54,7 @@ def test_checkpoint_resume_is_bit_identical(model, sampler):
     buffer = io.BytesIO()
     torch.save(trial.state_dict(), buffer)
     buffer.seek(0)
-    resumed = list(run_trial(cfg, checkpoint=torch.load(buffer, weights_only=False)))
+    resumed = list(run_trial(cfg, checkpoint=torch.load(buffer, weights_only=True)))
     strip = lambda rs: [{k: v for k, v in r.items() if not k.startswith("time")} for r in rs]  # noqa: E731
     assert strip(first + resumed) == strip(full)
 
@@ -99,7 +99,7 @@ def test_lr_schedules():
     ({"lam": "1/t^2"}, "lam", "1-1/t"),
     ({"rho": -0.1}, "rho", ">= 0"),
     ({"lr": -1.0}, "lr", "positive"),
-    ({"lr": None}, "lr", "positive"),
+    ({"lr": 0}, "lr", "positive"),
     ({"epochs": 0}, "epochs", ">= 1"),
     ({"iterations": 10}, "epochs", "exactly one"),
     ({"batch_size": 0}, "batch_size", ">= 1"),
@@ -108,7 +108,7 @@ def test_lr_schedules():
     ({"optimizer": "sam", "lam": 0.5}, "lam", "sam"),
     ({"optimizer": "sgd", "rho": 0.1, "lam": None}, "rho", "sgd"),
     ({"step_rule": "v1"}, "step_rule", "synthetic"),
-    ({"colour": "red"}, "colour", "known keys"),
+    ({"colour": "red"}, "colour", "a trial config key"),
     ({"sharpness": {"every": 1, "often": True}}, "sharpness.often", "every"),
     ({"device": "tpu"}, "device", "cuda"),
 ])
