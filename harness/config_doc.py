@@ -16,7 +16,7 @@ from dataclasses import MISSING, fields
 from typing import Any, Callable, get_args, get_type_hints
 
 from harness.config import (DEFAULT_EPOCHS, DEFAULT_LR, DEVICES, IMPORTANCE_PROXIES, LR_SCHEDULES, SPECTRA,
-                            STEP_RULES, TrialConfig)
+                            TrialConfig)
 
 
 def _names(loader: Callable[[], Any]) -> Callable[[], str]:
@@ -53,6 +53,16 @@ def _sharpness_methods() -> Any:
     return SHARPNESS_METHODS
 
 
+def _step_rules() -> Any:
+    from harness.theory import STEP_RULE_NAMES
+    return STEP_RULE_NAMES
+
+
+def _precisions() -> Any:
+    from harness.precision import PRECISIONS
+    return PRECISIONS
+
+
 def _lam() -> str:
     from harness.optim import LAM_SCHEDULES
     return "a number in [0, 1], " + ", ".join(LAM_SCHEDULES) + " (unified only), or null"
@@ -64,22 +74,26 @@ CHOICES: dict[str, Callable[[], str]] = {
     "sampler": _names(_samplers), "bn_policy": _names(_bn_policies),
     "sharpness_method": _names(_sharpness_methods), "lr_schedule": lambda: ", ".join(LR_SCHEDULES),
     "device": lambda: ", ".join(DEVICES), "importance_proxy": lambda: ", ".join(IMPORTANCE_PROXIES),
-    "spectrum": lambda: ", ".join(SPECTRA), "step_rule": lambda: ", ".join(STEP_RULES) + ", or null",
-    "lam": _lam,
+    "spectrum": lambda: ", ".join(SPECTRA), "step_rule": lambda: ", ".join(_step_rules()) + ", or null",
+    "lam": _lam, "precision": lambda: ", ".join(_precisions()),
 }
 # Numeric ranges that TrialConfig.validated enforces beyond the type.
 RANGES = {
     "cond": "a number >= 1", "momentum": "a number in [0, 1)", "importance_mix": "a number in [0, 1]",
     "rho": "a number >= 0 (0 or null for sgd)", "lr": "a positive number, or null",
     "seed": "an integer >= 0", "problem_seed": "an integer >= 0", "sharpness_every": "an integer >= 0 (0: never)",
-    "weight_decay": "a number >= 0", "reg": "a number >= 0",
+    "weight_decay": "a number >= 0", "reg": "a number >= 0", "val_fraction": "a number in [0, 1) (0: no split)",
+    "label_smoothing": "a number in [0, 1)", "warmup_epochs": "a number >= 0", "grad_clip": "a positive number, or null",
 }
 # Defaults that depend on other keys, as TrialConfig.validated fills them.
 DERIVED_DEFAULTS = {
     "epochs": f"{DEFAULT_EPOCHS} (unless iterations is set)",
     "lr": f"{DEFAULT_LR:g} (unless a step_rule computes it)",
     "rho": "0 for sgd; the SAM family's default radius otherwise",
-    "lam": "set by the optimizer (sam 1, usam 0; unified needs it)",
+    "lam": "set by the optimizer (sam 1, usam 0, the other variants 1; unified needs it)",
+    "importance_proxy": "loss for neural nets; null for synthetic problems",
+    "importance_mix": "0.1 for neural nets; null for synthetic problems",
+    "importance_refresh": "1 for neural nets; null for synthetic problems",
     "eval_every": "1 epoch; n_samples iterations for synthetic problems",
 }
 _COMMENT = re.compile(r"^\s+(\w+)\s*:[^=]*=.*?#\s*(.+?)\s*$")
