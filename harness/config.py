@@ -155,6 +155,10 @@ class TrialConfig:
         from harness.sharpness import SHARPNESS_METHODS
         from harness.theory import STEP_RULE_NAMES
 
+        for name in ("dataset", "model", "optimizer", "base_optimizer"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(name, getattr(self, name), "a registered name or an import path "
+                                                             "'package.module:attribute'")
         resolve_dataset(self.dataset)  # a registered name or a plug-in's import path
         resolve_model(self.model)
         _one_of("sampler", self.sampler, SAMPLERS)

@@ -47,6 +47,7 @@ def interrupts_as_exceptions() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        _STATE["received"] = None  # handled by now: a later sweep in this process starts clean
 
 
 @contextmanager

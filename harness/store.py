@@ -358,8 +358,8 @@ def write_spec(sweep_dir: str | Path, spec_text: str, spec_hash: str, manifest: 
 
 
 def read_manifest(sweep_dir: str | Path) -> dict[str, Any]:
-    """The manifest given to write_spec."""
-    return json.loads((Path(sweep_dir) / MANIFEST).read_text(encoding="utf-8"))["manifest"]
+    """The manifest given to write_spec (checked: see open_manifest)."""
+    return open_manifest(sweep_dir)
 
 
 def expected_trials(manifest: Mapping[str, Any]) -> int:

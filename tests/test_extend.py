@@ -35,7 +35,7 @@ def _recorded_sweep(root: Path, text: str = SPEC, record: int | None = None) -> 
     committed with one fake evaluation each; no training."""
     spec = parse_spec(text)
     sweep_dir = root / spec.name
-    entries = [{"trial_id": store.trial_id(spec.name, c.to_dict()), "trial": c.to_dict()} for c in spec.trials]
+    entries = [{"trial_id": store.config_id(spec.name, c), "trial": c.to_dict()} for c in spec.trials]
     store.write_spec(sweep_dir, spec.text, spec.spec_hash, {
         "sweep": spec.name, "spec_hash": spec.spec_hash, "storage": str(sweep_dir / "tune"),
         "resources": spec.resources, "max_failures": 0, "max_concurrent": None, "trials": entries})

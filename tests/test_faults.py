@@ -55,7 +55,7 @@ def _plant_sweep(root: Path, epochs: int) -> tuple[Path, list[str]]:
     recorded. Returns the folder and the trial ids in grid order."""
     spec = parse_spec(TINY.format(name="planted", epochs=epochs))
     sweep_dir = root / "planted"
-    trials = [{"trial_id": store.trial_id(spec.name, c.to_dict()), "trial": c.to_dict()} for c in spec.trials]
+    trials = [{"trial_id": store.config_id(spec.name, c), "trial": c.to_dict()} for c in spec.trials]
     store.write_spec(sweep_dir, spec.text, spec.spec_hash, {
         "sweep": spec.name, "spec_hash": spec.spec_hash, "storage": str(sweep_dir / "tune"),
         "resources": spec.resources, "max_failures": 0, "max_concurrent": None, "trials": trials})
