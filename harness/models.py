@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.plugins import is_import_path, load_object
+from harness.plugins import resolve
 
 Shape = tuple[int, ...]  # one example's shape: (C, H, W) images or (C, L) signals
 
@@ -210,14 +210,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 def resolve_model(name: str) -> Callable[..., nn.Module]:
     """The builder of a registered model, or of a plug-in named by import path
     (``model: mypkg.models:build``) with the same signature as the builders above."""
-    if name in MODELS:
-        return MODELS[name]
-    if not is_import_path(name):
-        raise ConfigError("model", name, ", ".join(MODELS) + ", or an import path 'package.module:builder'")
-    builder = load_object("model", name)
-    if not callable(builder):
-        raise ConfigError("model", name, "an import path naming a callable builder(input_shape, num_classes, width, depth)")
-    return builder
+    return resolve("model", name, MODELS, "builder", "(input_shape, num_classes, width, depth)")
 
 
 def build_model(

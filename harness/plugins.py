@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from harness.errors import ConfigError
 
@@ -33,4 +33,17 @@ def load_object(field: str, path: str) -> Any:
         if not hasattr(obj, attr):
             raise ConfigError(field, path, f"an attribute that exists ({module_name!r} has no {attr_path!r})")
         obj = getattr(obj, attr)
+    return obj
+
+
+def resolve(field: str, name: str, registry: Mapping[str, Callable], role: str, signature: str) -> Callable:
+    """A registry's entry, or the callable a plug-in's import path names (``role`` is what
+    the callable is, e.g. "loader"; ``signature`` how sambench calls it)."""
+    if name in registry:
+        return registry[name]
+    if not is_import_path(name):
+        raise ConfigError(field, name, ", ".join(registry) + f", or an import path 'package.module:{role}'")
+    obj = load_object(field, name)
+    if not callable(obj):
+        raise ConfigError(field, name, f"an import path naming a callable {role}{signature}")
     return obj

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from harness.errors import ConfigError
-from harness.plugins import is_import_path, load_object
+from harness.plugins import is_import_path, resolve
 
 if TYPE_CHECKING:
     from harness.config import TrialConfig
@@ -49,14 +49,7 @@ INPUTS: dict[str, tuple[tuple[int, ...], int]] = {
 
 def resolve_dataset(name: str) -> Callable:
     """The loader of a registered dataset, or of a plug-in named by import path."""
-    if name in DATASETS:
-        return DATASETS[name]
-    if not is_import_path(name):
-        raise ConfigError("dataset", name, ", ".join(DATASETS) + ", or an import path 'package.module:loader'")
-    loader = load_object("dataset", name)
-    if not callable(loader):
-        raise ConfigError("dataset", name, "an import path naming a callable loader(cfg, device)")
-    return loader
+    return resolve("dataset", name, DATASETS, "loader", "(cfg, device)")
 
 
 def load_classification(cfg: TrialConfig, device: torch.device) -> ClassificationData:
