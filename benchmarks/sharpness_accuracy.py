@@ -130,11 +130,17 @@ def reference(samples: int) -> None:
     print(json.dumps({"samples": samples, "lam_max": r.value, "error": r.error, "hvps": r.hvps, "converged": r.converged}))
 
 
+def _current_rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
 def one_cost(option: str, samples: int) -> None:
     """Run in a fresh process: median CPU/wall seconds of one HVP (or gradient) after a
-    warm-up, and the peak resident memory above the set-up's."""
+    warm-up, and the peak resident memory above what the set-up holds (its current RSS, not
+    its peak: importing torch peaks higher than one product of a small model needs)."""
     model, x, y = cnn(samples)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _current_rss_kib()
     work: Callable[[], object]
     if option == "gradient":
         params = [p for p in model.parameters()]
