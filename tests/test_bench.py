@@ -75,3 +75,12 @@ def test_bench_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+def test_the_hessian_measurement_runs_against_the_current_operator(tmp_path):
+    """Item 8 drives sambench's HessianOperator and PyHessian directly; a change of the
+    operator's attributes must fail here, not only in a committed benchmark run."""
+    folder = run_suite("tiny", "cpu", tmp_path / "out", only=("hessian",), log=lambda _: None)
+    failed = pd.read_parquet(folder / "machine.parquet")["failed"].iloc[0]
+    assert not failed, failed
+    assert set(pd.read_parquet(folder / "ratios.parquet")["item"]) == {8}

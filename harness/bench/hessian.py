@@ -35,7 +35,7 @@ def run(ctx: Context) -> list[Measurement]:
     op = HessianOperator(model, F.cross_entropy, x, y, batch_size=samples)
     reference = hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=ctx.device.type == "cuda")
     v = torch.randn(op.dim, generator=generator).to(ctx.device)
-    pieces = [piece.view_as(p) for piece, p in zip(v.split([p.numel() for p in op.params]), op.params)]
+    pieces = [piece.view_as(p) for piece, p in zip(v.split(op.sizes), op.leaves)]
     hvp = alternate(ctx, {
         "sambench HVP": lambda: op.matvec(v),
         "PyHessian HVP": lambda: hessian_vector_product(reference.gradsH, reference.params, pieces),
