@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.config import ConfigError, TrialConfig
+from harness.config import TrialConfig
 from harness.config_doc import key_table, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,15 +40,6 @@ def test_docs_configuration_is_generated_from_the_same_source():
         "docs/configuration.md is stale: run `python -m harness.config_doc > docs/configuration.md`")
 
 
-def _sam_has_a_default_rho() -> bool:
-    try:
-        TrialConfig.from_dict({})
-    except ConfigError as err:
-        return err.field != "rho"
-    return True
-
-
-@pytest.mark.skipif(not _sam_has_a_default_rho(), reason="SAM's default rho lands with the optimizer registry")
 def test_bare_train_runs_the_default_sam_trial(capsys):
     assert main(["train"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
