@@ -1,6 +1,6 @@
 """One equal-budget search on Ray Tune: a searcher (random or Optuna's TPE), an optional
-ASHA scheduler, ``budget`` trials. The second module that imports Ray, beside sweep.py,
-whose trainable, store callback and cluster handling it reuses; the orchestration of the
+ASHA scheduler, ``budget`` trials. It reuses the sweep's trainable (harness.tune_worker),
+store callback (harness.tune_callbacks) and cluster handling (harness.sweep); the orchestration of the
 phases (grid, searches, finals) lives in harness/tuning.py, without Ray.
 
 A tuning trial's identity is (sweep, search, suggestion index): the index is Tune's trial
@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-# harness.sweep first: it sets Ray's environment (auth, usage stats) before ray is imported.
-from harness import store, sweep
-from harness.sweep import StoreCallback, SweepOptions, _quiet_tune, tracker_callbacks
+# harness.tune_worker first: it sets Ray's environment (auth, usage stats) before ray is imported.
+from harness import store, tune_worker
+from harness.sweep import SweepOptions, _quiet_tune
+from harness.tune_callbacks import StoreCallback, tracker_callbacks
 from harness.tune_spec import Dimension, Search, TuneSection
 
 from ray import tune  # noqa: E402,I001
@@ -98,7 +99,7 @@ class SearchCallback(StoreCallback):
         return tuning_item(self.sweep, self.search, index, trial.config.get("space", {}))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        loaded = sweep._read_checkpoint(trial.checkpoint)
+        loaded = tune_worker.read_checkpoint(trial.checkpoint)
         if loaded is not None and loaded[1].get("done"):
             return super().on_trial_complete(iteration, trials, trial, **info)
         # Stopped by the scheduler: its last checkpoint (if any) plus every record reported since.
@@ -128,7 +129,7 @@ def run_search(name: str, sweep_dir: Path, section: TuneSection, search: Search,
     random searcher suggests the same configurations, which replace their own rows)."""
     max_concurrent = options.max_concurrent or max_concurrent
     cpus, gpus = float(resources.get("cpu", 1)), float(resources.get("gpu", 0))
-    trainable = tune.with_resources(sweep._trainable, {"cpu": cpus, "gpu": gpus})
+    trainable = tune.with_resources(tune_worker.trainable, {"cpu": cpus, "gpu": gpus})
     path = storage.rstrip("/") + "/run"
     tuner, how = None, "new"
     if _can_restore(storage):
@@ -177,7 +178,7 @@ def _reconcile(name: str, sweep_dir: Path, spec_hash: str, section: TuneSection,
         item = tuning_item(name, search, int(str(tag).split("_", 1)[0]) - base, result.config.get("space", {}))
         if item["trial_id"] in done:
             continue
-        loaded = sweep._read_checkpoint(result.checkpoint)
+        loaded = tune_worker.read_checkpoint(result.checkpoint)
         if result.error is not None:
             records, summary = loaded or ([], {})
             writer.write(item, records, summary, "error", str(result.error).strip().splitlines()[-1][:500], 1)

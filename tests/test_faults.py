@@ -153,7 +153,7 @@ def test_resume_trusts_the_manifest_continues_checkpoints_and_refuses_pickles(tm
 
 
 def test_callbacks_never_raise(tmp_path, capsys):
-    from harness.sweep import StoreCallback
+    from harness.tune_callbacks import StoreCallback
 
     class Broken:  # a restored trial whose config lacks "item", as an early kill once left
         config: dict = {}

@@ -115,7 +115,7 @@ def test_resume_restarts_the_clock(tmp_path):
     """Tune pickles the callbacks and restores them on resume; ``setup`` starts a new view
     whose clock starts at zero and which counts the trials already recorded."""
     from fakes import make_results
-    from harness.sweep import StoreCallback
+    from harness.tune_callbacks import StoreCallback
 
     sweep = make_results(tmp_path, n_seeds=1, epochs=2, incomplete=True)
     callback = StoreCallback(sweep, "hash", "fake-sweep", quiet=False)

@@ -106,7 +106,7 @@ def test_a_failing_tracker_is_switched_off_and_recorded_once(tmp_path, capsys):
 def test_tracker_callback_never_raises_into_tune(tmp_path):
     """The Ray-side adapter with a broken tracker: every hook returns normally, so Tune
     (and the store callback beside it) carry on."""
-    from harness.sweep import StoreCallback, TrackerCallback
+    from harness.tune_callbacks import StoreCallback, TrackerCallback
 
     class FakeTrial:
         config = {"item": {"trial_id": "t1", "trial": CONFIG}}
