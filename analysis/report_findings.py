@@ -364,5 +364,11 @@ def _wallclock(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, baseli
         notes.append(f"Trials compared in one row ran in up to {int(table['sessions'].max())} Ray sessions; "
                      "machine load (other trials running at once) may differ between sessions, so read these "
                      "ratios as indicative.")
+    mixed = table[table["concurrency_max"] > table["concurrency_min"]]
+    if len(mixed):
+        notes.append(f"In {len(mixed)} row(s) the compared trials ran beside different numbers of other trials "
+                     f"(from {mixed['concurrency_min'].min():g} to {mixed['concurrency_max'].max():g} at once, "
+                     "concurrency_min/max): their epoch times include different machine load, so read those "
+                     "ratios as indicative (max_concurrent: 1 in the spec gives clean timings).")
     doc.paragraph(" ".join(notes))
     doc.table(table, "wallclock.csv")

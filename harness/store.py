@@ -96,7 +96,7 @@ TRIALS_SCHEMA = pa.schema(
     + [pa.field(c, _INFO_TYPES.get(c, _F64)) for c in INFO_COLUMNS.values()]
     + [pa.field(c, _I64 if c in ("iterations_done", "grad_evals", "grad_samples", "refresh_samples") else _F64)
        for c in SUMMARY_COLUMNS]
-    + [pa.field("node", _STR)]
+    + [pa.field("node", _STR), pa.field("concurrency", _F64)]
     + [pa.field(c, pa.bool_() if c == "git_dirty" else _STR) for c in PROVENANCE_COLUMNS]
     + [pa.field("finished_at", pa.timestamp("us", tz="UTC"))]
 )
@@ -159,8 +159,9 @@ def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def trial_row(*, sweep: str, spec_hash: str, trial_id: str, config: Mapping[str, Any],
               records: list[dict], status: str, error: str | None, attempts: int,
               info: Mapping[str, Any], node: str, provenance: Mapping[str, Any],
-              tags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              tags: Mapping[str, Any] | None = None, concurrency: float | None = None) -> dict[str, Any]:
     """The trials row of one finished trial (see results/README.md for every column).
+    ``concurrency``: the median number of trials running on its node while it reported.
     ``tags``: ``phase`` (grid, tune or final; grid when absent), ``search_id`` and
     ``search_index`` of an equal-budget tuning search (harness/tuning.py)."""
     if status not in STATUSES:
@@ -179,7 +180,7 @@ def trial_row(*, sweep: str, spec_hash: str, trial_id: str, config: Mapping[str,
             "search_index": tags.get("search_index")}
     row |= {column: info.get(key) for key, column in INFO_COLUMNS.items()}
     row |= _summaries(_dedupe_records(records))
-    row["node"] = node
+    row["node"], row["concurrency"] = node, concurrency
     row |= {key: provenance.get(key) for key in PROVENANCE_COLUMNS}
     row["finished_at"] = dt.datetime.now(dt.timezone.utc)
     return row

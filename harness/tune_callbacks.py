@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,7 @@ class StoreCallback(Callback):
         self.progress = Progress(total=0, quiet=True)
         self.pending: dict[str, list[dict]] = {}
         self.last_partial: dict[str, float] = {}
+        self.concurrency: dict[str, list[int]] = {}
 
     def item(self, trial: Any) -> dict[str, Any]:
         """The trial's ``{"trial_id", "trial": config, "tags"}``; a search overrides it."""
@@ -72,6 +74,7 @@ class StoreCallback(Callback):
     @never_raise
     def on_trial_result(self, iteration, trials, trial, result, **info):
         tid = self.item(trial)["trial_id"]
+        self.concurrency.setdefault(tid, []).append(running_beside(trials, result.get("node")))
         if result.get("new_records"):
             self.progress.result(tid, result["new_records"][-1])
         if result.get("new_records") and "done_records" not in result:
@@ -105,14 +108,23 @@ class StoreCallback(Callback):
               error: str | None, attempts: int) -> None:
         tid = item["trial_id"]
         self.pending.pop(tid, None)
+        seen = self.concurrency.pop(tid, [])
         row = store.trial_row(
             sweep=self.sweep, spec_hash=self.spec_hash, trial_id=tid, config=item["trial"],
             records=records, status=status, error=error, attempts=attempts,
             info=summary.get("info", {}), node=summary.get("node"), provenance=store.provenance(),
-            tags=item.get("tags"),
+            tags=item.get("tags"), concurrency=statistics.median(seen) if seen else None,
         )
         store.write_trial(self.sweep_dir, row, records)
         self.progress.finished(tid, row)
+
+
+def running_beside(trials: list[Any], node: str | None) -> int:
+    """How many trials (this one included) were running on the Ray node of a result when it
+    arrived: timings taken beside different numbers of trials are not comparable. A trial
+    that has not reported yet counts where it is, which the driver does not know: on every node."""
+    return sum(1 for t in trials if t.status == "RUNNING"
+               and (t.last_result or {}).get("node", node) == node)
 
 
 def drop_checkpoints(checkpoint: Any) -> None:

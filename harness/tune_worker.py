@@ -62,7 +62,8 @@ def trainable(config: dict[str, Any]) -> None:
         save = now - last_saved >= CHECKPOINT_SECONDS
         if save or now - last_report >= report_seconds:
             metrics = {k: v for k, v in record.items() if v is not None}
-            metrics["new_records"], unreported, last_report = unreported, [], now
+            metrics["new_records"], metrics["node"] = unreported, node  # the driver counts trials per node
+            unreported, last_report = [], now
             if save:
                 last_saved = now
                 with save_checkpoint(trial, records, node, done=False) as ckpt:
@@ -71,7 +72,8 @@ def trainable(config: dict[str, Any]) -> None:
                 tune.report(metrics)
     final = {k: v for k, v in (records[-1] if records else {}).items() if v is not None}  # searchers read it
     with save_checkpoint(trial, records, node, done=True) as ckpt:
-        tune.report({**final, "new_records": unreported, "status": trial.status, "done_records": len(records)},
+        tune.report({**final, "new_records": unreported, "node": node, "status": trial.status,
+                     "done_records": len(records)},
                     checkpoint=ckpt)
 
 

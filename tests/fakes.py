@@ -22,14 +22,15 @@ STEPS_PER_EPOCH = 20
 
 def make_results(tmp_path: Path, *, n_seeds: int = 3, epochs: int = 5, synthetic: bool = False,
                  with_sharpness: bool = True, diverged: bool = False, incomplete: bool = False,
-                 sweep: str = SWEEP) -> Path:
+                 busy_sam: bool = False, sweep: str = SWEEP) -> Path:
     """Write the sweep folder ``tmp_path/sweep`` (``tmp_path`` is the results root) and return it.
 
     The grid is METHODS x seeds. ``synthetic``: least squares (rel_subopt, grad_norm and the
     problem constants filled; accuracies null) instead of digits/MLP. ``with_sharpness``:
     lam_max and trace every second evaluation, null otherwise. ``diverged``: USAM's last
     seed diverges half way (status "diverged", a null final loss). ``incomplete``: one more
-    trial in the manifest with only a progress file, as while it runs.
+    trial in the manifest with only a progress file, as while it runs. ``busy_sam``: SAM's
+    trials ran beside two others (concurrency 3), every other trial alone.
     """
     sweep_dir = Path(tmp_path) / sweep
     configs = [_config(opt, lam, rho, seed, epochs, synthetic, with_sharpness)
@@ -53,7 +54,8 @@ def make_results(tmp_path: Path, *, n_seeds: int = 3, epochs: int = 5, synthetic
         row = store.trial_row(
             sweep=sweep, spec_hash=spec_hash, trial_id=tid, config=config, records=records,
             status="diverged" if diverges else "ok", error=None, attempts=1,
-            info=_info(synthetic), node="10.0.0.1", provenance=store.provenance())
+            info=_info(synthetic), node="10.0.0.1", provenance=store.provenance(),
+            concurrency=3.0 if busy_sam and config["optimizer"] == "sam" else 1.0)
         store.write_trial(sweep_dir, row, records)
     return sweep_dir
 

@@ -328,7 +328,8 @@ def test_steady_state_epoch_times_and_ratio_to_sgd(two_methods):
         "s0": [5.0, 2.0, 2.0, 2.0, 2.0], "s1": [5.0, 2.2, 2.2, 2.2, 2.2], "s2": [5.0, 2.4, 2.4, 2.4, 2.4],
         "x0": [5.0, 9.0, 9.0, 9.0, 9.0]}.items()}
     trials = two_methods.assign(time_train=[9.0] * 7, epochs_done=5.0, attempts=[1, 1, 1, 2, 1, 1, 1],
-                                node=["h1/a", "h1/a", "h1/a", "h1/b", "h1/a", "h1/a", "h1/a"])
+                                node=["h1/a", "h1/a", "h1/a", "h1/b", "h1/a", "h1/a", "h1/a"],
+                                concurrency=[1.0, 1.0, 1.0, 3.0, 1.0, 1.0, 1.0])
     times = timing.epoch_times(trials, _epochs(curves)).set_index("trial_id")
     assert times.loc["g0", "time_per_epoch"] == 1.0 and times.loc["g0", "epochs_timed"] == 4
     assert times.loc["s1", "time_per_epoch"] == pytest.approx(2.2) and "x0" not in times.index
@@ -339,6 +340,9 @@ def test_steady_state_epoch_times_and_ratio_to_sgd(two_methods):
     assert sam["ratio_to_baseline"] == pytest.approx(2.2)
     assert (sam["ratio_ci95_low"], sam["ratio_ci95_high"]) == pytest.approx((ref["low"], ref["high"]))
     assert sam["restarted"] == 1 and sam["sessions"] == 2 and table.loc["SGD", "sessions"] == 1
+    # s0 ran beside two other trials, SGD's trials alone: only SAM's row mixes machine loads
+    assert (sam["concurrency_min"], sam["concurrency_max"]) == (1.0, 3.0)
+    assert (table.loc["SGD", "concurrency_min"], table.loc["SGD", "concurrency_max"]) == (1.0, 1.0)
 
 
 def test_table2_cells(two_methods):

@@ -132,6 +132,17 @@ def test_partial_sweep_says_what_is_missing(tmp_path, monkeypatch):
     assert summary.loc["USAM", "test_acc_final_n"] == 2 and summary.loc["SAM", "test_acc_final_n"] == 3
 
 
+def test_timings_from_different_concurrency_are_flagged(tmp_path, monkeypatch):
+    _only(monkeypatch)
+    calm = report.build_report(make_results(tmp_path / "calm", n_seeds=2, epochs=3)).with_name("report.md").read_text()
+    assert "different numbers of other trials" not in calm
+    busy = report.build_report(make_results(tmp_path / "busy", n_seeds=2, epochs=3, busy_sam=True))
+    text = busy.with_name("report.md").read_text()
+    assert "In 1 row(s) the compared trials ran beside different numbers of other trials (from 1 to 3" in text
+    table = pd.read_csv(busy.parent / "tables" / "wallclock.csv").set_index("method")
+    assert table.loc["SAM", "concurrency_max"] == 3 and table.loc["USAM", "concurrency_max"] == 1
+
+
 def test_minimal_results_without_sharpness_or_accuracy(tmp_path, monkeypatch):
     _only(monkeypatch, "sharpness_vs_accuracy", "theory_lam", "curves_epoch")
     sweep = make_results(tmp_path, n_seeds=2, epochs=3, synthetic=True, with_sharpness=False)

@@ -70,6 +70,7 @@ def test_local_sweep_writes_both_tables(tmp_path, local_ray):
     for column in ("node", "device_used", "git_commit", "torch_version", "ray_version", "time_train",
                    "final_test_acc", "best_test_acc", "spec_hash"):
         assert trials[column].notna().all(), column
+    assert trials["concurrency"].between(1, 2).all()  # 4 trials on 2 CPUs
     epochs = store.read_epochs(sweep_dir)
     assert set(RECORD_FIELDS) <= set(epochs.columns)
     # Running the finished spec again runs nothing; a different spec under the same name
@@ -130,7 +131,9 @@ def test_two_node_cluster_spreads_trials(tmp_path):
         spec = parse_spec(TINY.format(name="two-nodes", epochs=2))
         sweep_dir = run_sweep(spec, tmp_path, SweepOptions(address=cluster.address, quiet=True))
         _check_exactly_once(sweep_dir, n_trials=4, epochs=2)
-        assert store.read_trials(sweep_dir)["node"].nunique() == 2
+        trials = store.read_trials(sweep_dir)
+        assert trials["node"].nunique() == 2
+        assert (trials["concurrency"] == 1).all()  # one CPU a node: each ran alone on its node
     finally:
         ray.shutdown()
         cluster.shutdown()
