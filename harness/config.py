@@ -24,8 +24,9 @@ IMPORTANCE_DEFAULTS = {"importance_proxy": "loss", "importance_mix": 0.1, "impor
 # keeps its trial ids, so resume, --extend and reruns still recognise its finished trials.
 LATER_KEYS = ("val_fraction", "base_optimizer", "base_optimizer_args", "optimizer_args", "nesterov",
               "warmup_epochs", "label_smoothing", "grad_clip", "wd_skip_norm_bias", "precision",
-              "channels_last", "compile", "tf32")
+              "channels_last", "compile", "tf32", "lam_schedule_unit")
 SPECTRA = ("cond", "spread")
+LAM_SCHEDULE_UNITS = ("step", "epoch")
 # What a config that leaves them out gets: bare `sambench train` is a SAM run of a few
 # seconds on digits. Committed specs name these settings explicitly.
 DEFAULT_EPOCHS = 5
@@ -64,6 +65,7 @@ class TrialConfig:
     # optimizer
     optimizer: str = "sam"            # a name of harness.optim.OPTIMIZERS or package.module:Class
     lam: float | str | None = None    # float in [0, 1], "1/t" or "1-1/t"; fixed by sam/usam, 1 for variants
+    lam_schedule_unit: str = "step"   # what t counts in a lam schedule: optimizer steps (the paper's) or epochs
     rho: float | None = None          # perturbation radius; 0 for sgd, the method's default if unset
     lr: float | None = None           # base step size; 0.1 unless a step_rule computes it
     lr_schedule: str = "constant"     # multiplier of lr over training
@@ -168,6 +170,7 @@ class TrialConfig:
         _one_of("bn_policy", self.bn_policy, BN_POLICIES)
         _one_of("sharpness_method", self.sharpness_method, SHARPNESS_METHODS)
         _one_of("spectrum", self.spectrum, SPECTRA)
+        _one_of("lam_schedule_unit", self.lam_schedule_unit, LAM_SCHEDULE_UNITS)
         if self.step_rule is not None:
             _one_of("step_rule", self.step_rule, STEP_RULE_NAMES)
 
@@ -216,6 +219,8 @@ class TrialConfig:
             raise ConfigError("lr_schedule", self.lr_schedule, "constant, step or cosine without a step_rule")
         if synthetic and self.lr_schedule in ("step", "cosine"):
             raise ConfigError("lr_schedule", self.lr_schedule, "constant or decreasing for a synthetic problem")
+        if synthetic and self.lam_schedule_unit != "step":
+            raise ConfigError("lam_schedule_unit", self.lam_schedule_unit, "step for a synthetic problem (it has no epochs)")
         if synthetic and self.val_fraction:
             raise ConfigError("val_fraction", self.val_fraction,
                               f"0 for a synthetic problem ({self.dataset} has no held-out data)")

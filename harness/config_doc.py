@@ -15,8 +15,8 @@ import sys
 from dataclasses import MISSING, fields
 from typing import Any, Callable, get_args, get_type_hints
 
-from harness.config import (DEFAULT_EPOCHS, DEFAULT_LR, DEVICES, IMPORTANCE_PROXIES, LR_SCHEDULES, SPECTRA,
-                            TrialConfig)
+from harness.config import (DEFAULT_EPOCHS, DEFAULT_LR, DEVICES, IMPORTANCE_PROXIES, LAM_SCHEDULE_UNITS,
+                            LR_SCHEDULES, SPECTRA, TrialConfig)
 
 
 def _names(loader: Callable[[], Any]) -> Callable[[], str]:
@@ -76,6 +76,7 @@ CHOICES: dict[str, Callable[[], str]] = {
     "device": lambda: ", ".join(DEVICES), "importance_proxy": lambda: ", ".join(IMPORTANCE_PROXIES),
     "spectrum": lambda: ", ".join(SPECTRA), "step_rule": lambda: ", ".join(_step_rules()) + ", or null",
     "lam": _lam, "precision": lambda: ", ".join(_precisions()),
+    "lam_schedule_unit": lambda: ", ".join(LAM_SCHEDULE_UNITS),
 }
 # Numeric ranges that TrialConfig.validated enforces beyond the type.
 RANGES = {

@@ -119,15 +119,16 @@ class NetTrial:
             cfg.model, self.data.input_shape, self.data.num_classes, width=cfg.width, depth=cfg.depth
         ).to(self.device)
         self.train_model = self.precision.prepare_model(self.model, cfg.model)  # compiled or the model
+        self.sampler = build_sampler(
+            cfg.sampler, self.data.n_train, cfg.batch_size, seed=cfg.seed,
+            paper_compat=cfg.paper_compat, mix=cfg.importance_mix, proxy=cfg.importance_proxy,
+        )
         self.optimizer = build_optimizer(
             cfg.optimizer, param_groups(self.model, cfg.wd_skip_norm_bias), lr=cfg.lr, momentum=cfg.momentum,
             weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, rho=cfg.rho, lam=cfg.lam, model=self.model,
             bn_policy=cfg.bn_policy, base_optimizer=cfg.base_optimizer,
             base_optimizer_args=cfg.base_optimizer_args, optimizer_args=cfg.optimizer_args, grad_clip=cfg.grad_clip,
-        )
-        self.sampler = build_sampler(
-            cfg.sampler, self.data.n_train, cfg.batch_size, seed=cfg.seed,
-            paper_compat=cfg.paper_compat, mix=cfg.importance_mix, proxy=cfg.importance_proxy,
+            lam_every=self.sampler.batches_per_epoch if cfg.lam_schedule_unit == "epoch" else 1,
         )
         self.augment_rng = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.steps_per_epoch = self.sampler.batches_per_epoch

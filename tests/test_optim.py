@@ -154,6 +154,20 @@ def test_schedule_uses_lam_t_once_per_step(api: str, schedule: str, lam: Callabl
     assert opt.current_lam(opt.param_groups[0]) == pytest.approx(lam(4))
 
 
+def test_an_epoch_wise_schedule_ticks_once_every_lam_every_steps() -> None:
+    """lam_every=2 (two steps an epoch): steps 1-2 use lam_1, steps 3-4 lam_2, step 5 lam_3."""
+    data = batches(5)
+    ours, ref = mlp(), mlp()
+    opt = UnifiedSAM(ours.parameters(), rho=0.3, lam="1-1/t", lam_every=2, **SGD_KWARGS)
+    train(opt, ours, data, "closure")
+    tick = {1: 1, 2: 1, 3: 2, 4: 2, 5: 3}
+    reference(ref, data, unified(0.3, lambda t: 1 - 1 / tick[t]))
+    assert_same_params(ours, ref)
+    assert opt.current_lam() == pytest.approx(1 - 1 / 3)
+    with pytest.raises(ConfigError, match="lam_every"):
+        UnifiedSAM(mlp().parameters(), lam="1/t", lam_every=0, **SGD_KWARGS)
+
+
 @pytest.mark.parametrize("api", APIS)
 def test_rho_zero_is_sgd_bit_for_bit(api: str) -> None:
     data = batches(4)

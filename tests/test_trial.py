@@ -38,6 +38,18 @@ def test_digits_trial_learns_and_fills_every_record_field():
     assert last["time_sharpness"] > 0
 
 
+def test_lam_schedule_unit_epoch_holds_lam_for_an_epoch():
+    """1-1/t per step is 0.97 after one digits epoch of 27 steps (batch 64); per epoch it is
+    1 - 1/e during epoch e, so the record at the end of epoch 2 shows 1 - 1/2."""
+    base = dict(optimizer="unified", lam="1-1/t", epochs=2, sampler="reshuffle", augment=None)
+    per_step = list(run_trial(_cfg(**base)))
+    per_epoch = list(run_trial(_cfg(**base, lam_schedule_unit="epoch")))
+    steps = per_step[-1]["iteration"]
+    assert per_step[-1]["lam"] == pytest.approx(1 - 1 / steps)
+    assert [r["lam"] for r in per_epoch] == pytest.approx([0.0, 0.5])
+    assert per_epoch[-1]["train_loss"] != per_step[-1]["train_loss"]
+
+
 def test_same_config_gives_bit_identical_records():
     cfg = _cfg(epochs=2, augment=None)
     strip = lambda rs: [{k: v for k, v in r.items() if not k.startswith("time")} for r in rs]  # noqa: E731
@@ -97,6 +109,7 @@ def test_lr_schedules():
     ({"sampler": "stratified"}, "sampler", "importance"),
     ({"lam": 1.5}, "lam", "[0, 1]"),
     ({"lam": "1/t^2"}, "lam", "1-1/t"),
+    ({"lam_schedule_unit": "batch"}, "lam_schedule_unit", "step, epoch"),
     ({"rho": -0.1}, "rho", ">= 0"),
     ({"lr": -1.0}, "lr", "positive"),
     ({"lr": 0}, "lr", "positive"),

@@ -87,7 +87,9 @@ class TwoPassSAM(torch.optim.Optimizer):
     every parameter with a gradient; a group with rho = 0 is not moved. With rho = 0
     everywhere no second pass is needed and the step is the base optimizer's, bit for bit.
     ``t`` counts steps (1 during the first) and is saved by state_dict(), as is any state a
-    method keeps per parameter (EMAs), which lives in ``self.state`` beside the base's.
+    method keeps per parameter (EMAs), which lives in ``self.state`` beside the base's. A lam
+    schedule advances once every ``lam_every`` steps: 1 is the paper's per-step schedule;
+    the steps of an epoch make 1-1/t an epoch-wise schedule.
 
     Two ways to drive it, each one step per call pair or per step() call:
 
@@ -121,6 +123,7 @@ class TwoPassSAM(torch.optim.Optimizer):
         model: torch.nn.Module | None = None,
         bn_policy: str = "clean",
         grad_clip: float | None = None,
+        lam_every: int = 1,
         **kwargs: Any,
     ):
         if bn_policy not in BN_POLICIES:
@@ -130,6 +133,8 @@ class TwoPassSAM(torch.optim.Optimizer):
             raise ConfigError("eps", eps, "a number > 0")
         if grad_clip is not None and (not is_number(grad_clip) or grad_clip <= 0):
             raise ConfigError("grad_clip", grad_clip, "null or a number > 0")
+        if isinstance(lam_every, bool) or not isinstance(lam_every, int) or lam_every < 1:
+            raise ConfigError("lam_every", lam_every, "an integer >= 1 (steps per lam schedule tick)")
         hyper = {name: kwargs.pop(name, default) for name, default in self.HYPER.items()}
         clash = {"rho", "lam"} & set(inspect.signature(base_optimizer).parameters)
         if clash:
@@ -148,6 +153,7 @@ class TwoPassSAM(torch.optim.Optimizer):
         self.model = model
         self.bn_policy = bn_policy
         self.grad_clip = grad_clip
+        self.lam_every = lam_every
         self.t = 0
         for name, value in hyper.items():
             setattr(self, name, value)
@@ -197,7 +203,11 @@ class TwoPassSAM(torch.optim.Optimizer):
         first step before any; None for a group without lam (plain SGD)."""
         if isinstance(group, int):
             group = self.param_groups[group]
-        return None if group["lam"] is None else lam_at(group["lam"], max(self.t, 1))
+        return None if group["lam"] is None else lam_at(group["lam"], self._lam_tick(max(self.t, 1)))
+
+    def _lam_tick(self, t: int) -> int:
+        """The schedule's t at step t: 1 during the first ``lam_every`` steps, then 2, ..."""
+        return (t - 1) // self.lam_every + 1
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = True) -> None:
@@ -233,7 +243,7 @@ class TwoPassSAM(torch.optim.Optimizer):
             start += len(ps)
             if group["rho"] == 0 or not ps:
                 continue
-            lam = lam_at(group["lam"], self.t)
+            lam = lam_at(group["lam"], self._lam_tick(self.t))
             scale = self.rho_at(group) * (1.0 - lam + lam / (norm + self.eps))
             steps = torch._foreach_mul(self.to_weights(ps, d), scale)
             moved = [self._buffer(p) for p in ps]

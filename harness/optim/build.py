@@ -118,10 +118,12 @@ def build_optimizer(
     base_optimizer_args: Any = None,
     optimizer_args: Any = None,
     grad_clip: float | None = None,
+    lam_every: int = 1,
 ) -> torch.optim.Optimizer:
     """The optimizer a config names. A registry name gives a ``TwoPassSAM`` over the base
     optimizer (sgd is rho = 0, so a training loop has one code path); an import path gives
-    the plug-in, a two-pass one wrapped around the base optimizer."""
+    the plug-in, a two-pass one wrapped around the base optimizer. ``lam_every``: steps per
+    tick of a lam schedule (1: per step, the paper's)."""
     lam = resolve_lam(name, lam)
     rho = resolve_rho(name, rho)
     base_cls = optimizer_class("base_optimizer", base_optimizer, BASE_OPTIMIZERS)
@@ -135,7 +137,7 @@ def build_optimizer(
             allowed = ", ".join(cls.HYPER) or "none"
             raise ConfigError(f"optimizer_args.{unknown[0]}", extra[unknown[0]], f"keys of optimizer {name}: {allowed}")
         return cls(params, base_cls, rho=rho, lam=lam, model=model, bn_policy=bn_policy, grad_clip=grad_clip,
-                   **extra, **kwargs)
+                   lam_every=lam_every, **extra, **kwargs)
     cls = optimizer_class("optimizer", name, {})
     names, open_kwargs = _accepts(cls)
     if "base_optimizer" in names:  # a two-pass plug-in around the base optimizer
@@ -146,7 +148,8 @@ def build_optimizer(
                 raise ConfigError("rho", rho, f"null for optimizer {name} (it has no rho argument)")
             extra = {"rho": rho, **extra}
         if issubclass(cls, TwoPassSAM):  # an unregistered sambench variant: lam 1, our BatchNorm policy
-            extra = {"model": model, "bn_policy": bn_policy, "grad_clip": grad_clip, **extra}
+            extra = {"model": model, "bn_policy": bn_policy, "grad_clip": grad_clip, "lam_every": lam_every,
+                     **extra}
         return cls(params, base_optimizer=base_cls, **extra, **kwargs)
     if rho is not None:
         raise ConfigError("rho", rho, f"null for optimizer {name} (a one-pass optimizer has no ascent)")
