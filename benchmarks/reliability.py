@@ -71,9 +71,11 @@ def one_run(seed: int, kills: int, kill_min: float, kill_max: float, report: boo
                PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     (base / "ray").mkdir()
     figures = {"seed": seed, "kills": 0, "stuck": 0, "finished_before_kills": False}
-    command = ["run", str(spec_file), "--results", str(results)]
+    run = ["run", str(spec_file), "--results", str(results)]
     for _ in range(kills):
-        driver = _driver(command, env, log)
+        # As the interrupted message says: `run` again when the kill came before the
+        # manifest was written (nothing recorded yet), `resume` after.
+        driver = _driver(_next_command(run, sweep_dir), env, log)
         try:
             driver.wait(timeout=rng.uniform(kill_min, kill_max))
         except subprocess.TimeoutExpired:
@@ -86,8 +88,7 @@ def one_run(seed: int, kills: int, kill_min: float, kill_max: float, report: boo
             elif _recorded(sweep_dir) == TRIALS:
                 figures["finished_before_kills"] = True
                 break
-        command = ["resume", str(sweep_dir)]
-    final = _driver(["resume", str(sweep_dir)], env, log)
+    final = _driver(_next_command(run, sweep_dir), env, log)
     final.wait(timeout=3600)
     figures["final_resume_rc"] = final.returncode
     figures |= _count(sweep_dir)
@@ -107,6 +108,12 @@ def one_run(seed: int, kills: int, kill_min: float, kill_max: float, report: boo
     else:
         figures["kept"] = str(base)  # for a post-mortem: logs, Parquet and Tune storage
     return figures
+
+
+def _next_command(run: list[str], sweep_dir: Path) -> list[str]:
+    from harness import store
+
+    return ["resume", str(sweep_dir)] if (sweep_dir / store.MANIFEST).is_file() else run
 
 
 def _recorded(sweep_dir: Path) -> int:
