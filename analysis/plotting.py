@@ -72,6 +72,8 @@ def facet_name(values: Sequence, columns: Sequence[str] = WORKLOAD) -> str:
             parts.append(style.SAMPLER_NAMES.get(text, text))
         elif column in WORKLOAD or column in ("method", "device", "device_used"):
             parts.append(text)
+        elif column == "family":
+            parts.append(f"{text} family")
         else:
             parts.append(f"{style.LABELS.get(column, column)} = {text}")
     return " · ".join(parts)

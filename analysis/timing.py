@@ -88,7 +88,9 @@ def wallclock_table(trials: pd.DataFrame, epochs: pd.DataFrame | None = None,
                     out["_b_mean"], out["_b_std"], out["_b_n"], level)
     name = ci_name(level)
     out["ratio_to_baseline"] = ratio["ratio"].to_numpy()
-    out[f"ratio_{name}_low"], out[f"ratio_{name}_high"] = ratio["low"].to_numpy(), ratio["high"].to_numpy()
+    # Times are positive: a Fieller bound below 0 (a noisy baseline) says only "near 0".
+    out[f"ratio_{name}_low"] = np.clip(ratio["low"].to_numpy(), 0.0, None)
+    out[f"ratio_{name}_high"] = ratio["high"].to_numpy()
     out["is_baseline"] = out["_base"] & (out["n"] == out["_b_n"]) & (out["time_per_epoch_mean"] == out["_b_mean"])
     out.loc[out["is_baseline"], [f"ratio_{name}_low", f"ratio_{name}_high"]] = np.nan  # not against itself
     out["sessions"] = [len(a | b) for a, b in zip(out["_sessions"], out["_b_sessions"])]

@@ -406,3 +406,17 @@ def test_summary_text_says_when_seeds_agree_exactly():
 
     table = stats.summarize(pd.DataFrame({"g": 0, "v": [0.9, 0.9, 0.9]}), "v", ["g"]).iloc[0]
     assert report_text.stat_text(table, "v", "test_acc") == "90.00% ± 0.00% (n=3, every seed equal: no interval)"
+
+
+def test_a_time_ratio_interval_never_goes_below_zero():
+    """SAM's three epoch times spread so widely that Fieller's lower bound is negative:
+    a ratio of positive times is reported as at least 0."""
+    times = {"g0": 1.0, "g1": 1.01, "g2": 0.99, "s0": 0.2, "s1": 1.0, "s2": 3.0}
+    trials = pd.DataFrame({"trial_id": list(times), "method": ["SGD"] * 3 + ["SAM"] * 3,
+                           "optimizer": ["sgd"] * 3 + ["sam"] * 3, "dataset": "digits", "model": "mlp",
+                           "sampler": "reshuffle", "status": "ok", "time_train": list(times.values()),
+                           "epochs_done": 1.0})
+    sam = timing.wallclock_table(trials).set_index("method").loc["SAM"]
+    raw = stats.fieller(sam["time_per_epoch_mean"], sam["time_per_epoch_std"], 3, 1.0, 0.01, 3).iloc[0]
+    assert raw["low"] < 0 and sam["ratio_ci95_low"] == 0.0
+    assert sam["ratio_ci95_high"] == pytest.approx(raw["high"], rel=1e-3)
