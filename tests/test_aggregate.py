@@ -408,6 +408,14 @@ def test_summary_text_says_when_seeds_agree_exactly():
     assert report_text.stat_text(table, "v", "test_acc") == "90.00% ± 0.00% (n=3, every seed equal: no interval)"
 
 
+def test_an_accuracy_interval_stays_within_0_and_100_percent():
+    from analysis import report_text
+
+    table = stats.summarize(pd.DataFrame({"g": 0, "v": [0.70, 0.98]}), "v", ["g"]).iloc[0]
+    assert table["v_ci95_high"] > 1  # the t interval of two seeds
+    assert report_text.stat_text(table, "v", "test_acc").endswith("95% CI 0.00% to 100.00%)")
+
+
 def test_a_time_ratio_interval_never_goes_below_zero():
     """SAM's three epoch times spread so widely that Fieller's lower bound is negative:
     a ratio of positive times is reported as at least 0."""
