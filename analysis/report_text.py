@@ -70,8 +70,6 @@ def stat_text(row: Mapping[str, Any], value: str, metric: str, level: str = "ci9
         text = f"{number(metric, row[f'{value}_mean'])} ± {number(metric, std) if n > 1 else '–'} (n={n}"
         if n > 1 and std == 0:
             return text + ", every seed equal: no interval)"
-    if metric.endswith("_acc"):  # a t interval of few seeds can pass 0% or 100%: an accuracy cannot
-        low, high = max(low, 0.0), min(high, 1.0)
     return text + (f", 95% CI {number(metric, low)} to {number(metric, high)})" if np.isfinite(low) else ")")
 
 

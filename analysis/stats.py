@@ -57,7 +57,9 @@ def summarize(values: pd.DataFrame, value: str, by: Sequence[str], level: float 
     values instead: ``<value>_geomean`` is the geometric mean, ``<value>_log10_std`` the sd of
     log10 and the interval is the t interval of log10 mapped back, so it is never negative.
     Missing values (and, with ``log``, non-positive ones) are not counted. The interval is
-    NaN below two values and when the values' sd is 0."""
+    NaN below two values and when the values' sd is 0. An accuracy's interval (a ``*_acc_*``
+    column) is clipped to [0, 1]: a t interval of few seeds can pass 0% or 100%, and
+    clipping to the values' range only raises its coverage."""
     frame = values[[*by, value]].copy()
     if log:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -72,6 +74,8 @@ def summarize(values: pd.DataFrame, value: str, by: Sequence[str], level: float 
     low, high = mean.to_numpy(dtype=float) - half, mean.to_numpy(dtype=float) + half
     if log:
         out[center], low, high = 10.0 ** mean, 10.0 ** low, 10.0 ** high
+    if "acc" in value.split("_"):
+        low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
     name = ci_name(level)
     out[f"{value}_{name}_low"], out[f"{value}_{name}_high"] = low, high
     return out.reset_index()

@@ -411,9 +411,12 @@ def test_summary_text_says_when_seeds_agree_exactly():
 def test_an_accuracy_interval_stays_within_0_and_100_percent():
     from analysis import report_text
 
-    table = stats.summarize(pd.DataFrame({"g": 0, "v": [0.70, 0.98]}), "v", ["g"]).iloc[0]
-    assert table["v_ci95_high"] > 1  # the t interval of two seeds
-    assert report_text.stat_text(table, "v", "test_acc").endswith("95% CI 0.00% to 100.00%)")
+    values = pd.DataFrame({"g": 0, "v": [0.70, 0.98], "test_acc_final": [0.70, 0.98]})
+    raw = stats.summarize(values, "v", ["g"]).iloc[0]
+    assert raw["v_ci95_low"] < 0 and raw["v_ci95_high"] > 1  # the t interval of two seeds
+    table = stats.summarize(values, "test_acc_final", ["g"]).iloc[0]
+    assert (table["test_acc_final_ci95_low"], table["test_acc_final_ci95_high"]) == (0.0, 1.0)
+    assert report_text.stat_text(table, "test_acc_final", "test_acc").endswith("95% CI 0.00% to 100.00%)")
 
 
 def test_a_time_ratio_interval_never_goes_below_zero():

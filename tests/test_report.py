@@ -47,7 +47,7 @@ def real_sweep(tmp_path_factory) -> Path:
     from harness.spec import parse_spec
     from harness.sweep import SweepOptions, run_sweep
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         return run_sweep(parse_spec(TINY), tmp_path_factory.mktemp("results"), SweepOptions(quiet=True))
     finally:
