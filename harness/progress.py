@@ -31,9 +31,14 @@ _open_line: list["Progress"] = []  # the view whose terminal line is still open 
 
 def headline(row: Mapping[str, Any]) -> tuple[str, float, bool] | None:
     """(label, value, higher is better) of a finished trial's row, or None when it has no
-    final metric: the final test accuracy, else the final relative suboptimality."""
+    final metric: the final validation accuracy when the trial holds a validation split (so
+    that picking the best does not use test data), else the final test accuracy, else the
+    final relative suboptimality."""
     if row.get("status") == "error":
         return None
+    val = row.get("final_val_acc")
+    if _is_value(val):
+        return "final val acc", float(val), True
     acc = row.get("final_test_acc")
     if _is_value(acc):
         return "final test acc", float(acc), True

@@ -82,5 +82,7 @@ def _best_lines(rows: list[dict]) -> list[str]:
     lines = []
     for workload, ((label, value, _), row) in sorted(best.items()):
         shown = f"{value:.4f}" if label.endswith("acc") else f"{value:.3e}"
+        if label == "final val acc" and row.get("final_test_acc") == row.get("final_test_acc"):
+            shown += f" (test {row['final_test_acc']:.4f})"  # chosen on validation, test reported there
         lines.append(f"  best on {workload}: {label} {shown} — {row['method']} (trial {row['trial_id']})")
     return lines

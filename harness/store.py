@@ -81,7 +81,7 @@ _INFO_TYPES = {"sampler_desc": _STR, "device_used": _STR, "sampler_AB_guaranteed
                "sampler_AB_caveat": _STR, "tf32_used": pa.bool_()}  # every other info column is float64
 SUMMARY_COLUMNS = ("epochs_done", "iterations_done", "grad_evals", "grad_samples", "refresh_samples",
                    "final_train_loss", "final_test_loss",
-                   "final_test_acc", "best_test_acc", "best_epoch", "final_rel_subopt", "final_lam_max",
+                   "final_test_acc", "final_val_loss", "final_val_acc", "best_test_acc", "best_epoch", "final_rel_subopt", "final_lam_max",
                    "final_trace", "final_weight_norm", "time_train", "time_eval", "time_sharpness",
                    "time_total")
 PROVENANCE_COLUMNS = ("git_commit", "git_dirty", "python_version", "torch_version", "ray_version",
@@ -199,6 +199,7 @@ def _summaries(records: list[dict]) -> dict[str, Any]:
         "grad_evals": last.get("grad_evals"), "grad_samples": last.get("grad_samples"),
         "refresh_samples": last.get("refresh_samples"), "final_train_loss": last.get("train_loss"),
         "final_test_loss": last.get("test_loss"), "final_test_acc": last.get("test_acc"),
+        "final_val_loss": last.get("val_loss"), "final_val_acc": last.get("val_acc"),
         "best_test_acc": best.get("test_acc"), "best_epoch": best.get("epoch"),
         "final_rel_subopt": last.get("rel_subopt"), "final_lam_max": last_measured("lam_max"),
         "final_trace": last_measured("trace"), "final_weight_norm": last.get("weight_norm"),

@@ -147,3 +147,18 @@ def test_best_means_the_same_in_progress_and_ls(tmp_path):
     assert f"(trial {best})" in sweep_status(sweep)
     seeded = Progress.for_sweep(sweep, quiet=True)
     assert f"trial {best})" in seeded.line()
+
+
+def test_with_a_validation_split_best_is_chosen_on_validation(monkeypatch):
+    """Trial a has the better test accuracy, b the better validation accuracy: b is the best,
+    and the summary line reports b's test accuracy beside the validation accuracy it was
+    chosen by."""
+    from harness import status
+
+    rows = [_row("aaaaaa000000", acc=0.95, final_val_acc=0.80), _row("bbbbbb000000", acc=0.85, final_val_acc=0.90)]
+    progress, _, _ = _progress(total=2, tty=False)
+    progress.seed(rows)
+    assert "(SAM, trial bbbbbb000000)" in progress.line()
+    assert headline(rows[0]) == ("final val acc", 0.80, True)
+    assert status._best_lines(rows) == [
+        "  best on digits/mlp: final val acc 0.9000 (test 0.8500) — SAM (trial bbbbbb000000)"]
