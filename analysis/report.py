@@ -254,7 +254,8 @@ def _figures_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, 
     failed = _failed(trials)
     if len(failed):
         doc.paragraph(f"The figures draw the trials with status ok; the {len(failed)} failed trial(s) listed "
-                      "under Trials by status are left out.")
+                      "under Trials by status are left out, except that time to target counts them as seeds "
+                      "that never reached the target.")
     notes: list[str] = []
     folder = out / "figures"
     for spec in FIGURES:
