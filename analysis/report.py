@@ -185,10 +185,11 @@ def _status_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, g
     failed = _failed(trials)
     if len(failed):
         kinds = failed["status"].astype(str).value_counts()
+        nulls = (" A diverged trial's loss became NaN or infinite; such values are stored as nulls, never as NaN."
+                 if "diverged" in kinds else "")
         doc.paragraph(f"Failed trials, left out of every aggregate, table and figure below (only status ok is "
                       f"aggregated or drawn): {len(failed)} ("
-                      + ", ".join(f"{kinds[k]} {k}" for k in sorted(kinds.index)) + "). A diverged trial's "
-                      "loss became NaN or infinite; such values are stored as nulls, never as NaN. In "
+                      + ", ".join(f"{kinds[k]} {k}" for k in sorted(kinds.index)) + f").{nulls} In "
                       "time-to-target they count as seeds that never reached the target:")
         shown = failed.sort_values("trial_id").head(MAX_FAILED)
         more = [f"and {len(failed) - MAX_FAILED} more (tables/trials.csv)"] if len(failed) > MAX_FAILED else []

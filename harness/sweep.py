@@ -55,9 +55,9 @@ def run_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = Swee
     sweep_dir = Path(results_root).resolve() / spec.name
     if (sweep_dir / store.MANIFEST).exists():
         with _sweep_lock(sweep_dir):  # a second driver of this very sweep is told it is running
-            if _already_recorded(sweep_dir, spec):
-                print(f"{sweep_dir} already holds every trial of this spec; nothing to run")
-                return sweep_dir
+            _refuse_unless_recorded(sweep_dir, spec)
+        print(f"{sweep_dir} already holds every trial of this spec; nothing to run")
+        return sweep_dir
     check_writable(sweep_dir)  # a folder the results cannot go into is refused before Ray starts
     _join_cluster(spec.resources, options)  # before any file exists: a refusal leaves nothing
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -81,9 +81,9 @@ def run_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = Swee
     return sweep_dir
 
 
-def _already_recorded(sweep_dir: Path, spec: Spec) -> bool:
-    """True when the folder's manifest is of this very spec and every trial is recorded; an
-    error when it holds another spec or an unfinished run of this one (that is what
+def _refuse_unless_recorded(sweep_dir: Path, spec: Spec) -> None:
+    """Raise SweepError unless the folder's manifest is of this very spec and every trial
+    is recorded: it holds another spec, or an unfinished run of this one (that is what
     ``resume`` is for)."""
     manifest = store.open_manifest(sweep_dir)
     if manifest["spec_hash"] != spec.spec_hash:
@@ -91,9 +91,8 @@ def _already_recorded(sweep_dir: Path, spec: Spec) -> bool:
         raise SweepError(f"{sweep_dir} already holds a sweep with a different spec (changed: {changed}); "
                          "add --extend to add the new trials, or choose another name or results folder")
     done = store.completed_trial_ids(sweep_dir, include_errors=True)
-    if all(t["trial_id"] in done for t in manifest["trials"]):
-        return True
-    raise SweepError(f"{sweep_dir} already exists: continue it with `sambench resume {sweep_dir}`")
+    if not all(t["trial_id"] in done for t in manifest["trials"]):
+        raise SweepError(f"{sweep_dir} already exists: continue it with `sambench resume {sweep_dir}`")
 
 
 def extend_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = SweepOptions()) -> Path:
