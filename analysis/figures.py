@@ -22,6 +22,7 @@ from analysis.figures_compare import fig_performance_profile, fig_sampler_compar
 from analysis.figures_sharpness import fig_sharpness_over_training, fig_sharpness_vs_accuracy, fig_sharpness_vs_lam
 from analysis.figures_theory import fig_theory_curves
 from analysis.figures_training import fig_accuracy_vs_lam, fig_learning_curves, fig_rho_lam_heatmap
+from harness.files import write_atomically
 
 FORMATS = ("png", "svg", "pdf")
 # Keep files byte-identical across runs: no creation dates in the metadata.
@@ -67,9 +68,9 @@ FIGURES: tuple[FigureSpec, ...] = (
 
 
 def save(fig: Figure, path: Path, fmt: str) -> Path:
-    """Write ``fig`` as ``fmt`` without creation dates (same input, same bytes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format=fmt, metadata=_NO_DATES[fmt])
+    """Write ``fig`` as ``fmt`` without creation dates (same input, same bytes), atomically
+    (a failed write leaves no half figure; harness.files)."""
+    write_atomically(path, lambda handle: fig.savefig(handle, format=fmt, metadata=_NO_DATES[fmt]), binary=True)
     return path
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,6 +31,7 @@ from analysis.tuned import tuned_section
 from analysis.timing import hosts_of
 from harness import store
 from harness.config import ConfigError
+from harness.files import check_writable, write_atomically
 
 TABLES = ("summary_final", "summary_best_epoch", "table2_final", "vs_baseline_equal_epochs",
           "vs_baseline_equal_compute", "pairwise", "lam_max", "targets", "time_to_target", "performance_ratios",
@@ -50,7 +52,8 @@ def build_report(sweep_dir: Path, out_dir: Path | None = None, fmt: str = "png",
         raise ConfigError("format", fmt, ", ".join(FORMATS))
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir / "report"
-    trials, epochs = load(sweep_dir)
+    check_writable(out)  # before minutes of drawing that could not be kept
+    trials, epochs, skipped = _load(sweep_dir)
     if len(trials) and not isinstance(baseline, str) and not agg.baseline_mask(trials, baseline).any():
         values = "; ".join(f"{k}: " + ", ".join(sorted(trials[k].dropna().astype(str).unique())) for k in baseline)
         raise ConfigError("baseline", agg.baseline_text(baseline), f"a filter matching some trials ({values})")
@@ -62,6 +65,7 @@ def build_report(sweep_dir: Path, out_dir: Path | None = None, fmt: str = "png",
     _spec_section(doc, sweep_dir)
     _provenance_section(doc, trials)
     _status_section(doc, trials, epochs, grid, tables)
+    _skipped_section(doc, skipped)
     _sampler_constants_note(doc, trials)
     done = trials[trials["status"].astype(str) == "ok"] if len(trials) else trials
     if len(done):
@@ -74,14 +78,29 @@ def build_report(sweep_dir: Path, out_dir: Path | None = None, fmt: str = "png",
     tuned_section(doc, sweep_dir, trials, epochs, out, fmt, tables)
     _figures_section(doc, trials, epochs, out, fmt)
 
-    (out / "tables").mkdir(parents=True, exist_ok=True)
     for stale in TABLES:
         (out / "tables" / f"{stale}.csv").unlink(missing_ok=True)
     for table_name, frame in tables.items():
-        frame.to_csv(out / "tables" / f"{table_name}.csv", index=False)
-    (out / "report.md").write_text(doc.markdown(), encoding="utf-8")
-    (out / "report.html").write_text(doc.html(), encoding="utf-8")
+        write_atomically(out / "tables" / f"{table_name}.csv",
+                         lambda handle, frame=frame: frame.to_csv(handle, index=False), binary=False)
+    markdown, page = doc.markdown(), doc.html()
+    write_atomically(out / "report.md", lambda handle: handle.write(markdown), binary=False)
+    write_atomically(out / "report.html", lambda handle: handle.write(page), binary=False)
     return out / "report.html"
+
+
+def _load(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(trials, epochs, what was skipped): each truncated or corrupt Parquet file the loader
+    skipped, as "path: reason", so the report can say whose rows are missing. The warnings
+    are raised again for the caller (the CLI prints them)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", store.UnreadableFileWarning)
+        trials, epochs = load(sweep_dir)
+    for warning in caught:
+        warnings.warn(warning.message, warning.category, stacklevel=3)
+    skipped = [str(w.message).removeprefix(store.UNREADABLE) for w in caught
+               if issubclass(w.category, store.UnreadableFileWarning)]
+    return trials, epochs, list(dict.fromkeys(skipped))  # a read repeated after a race warns twice
 
 
 # -- opening sections -------------------------------------------------------------------
@@ -163,15 +182,34 @@ def _status_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, g
         doc.table(missing, "missing.csv")
     elif grid:
         doc.paragraph("Every trial of the grid has a result.")
-    failed = trials[trials["status"].astype(str).isin(["error", "diverged"])] if len(trials) else trials
+    failed = _failed(trials)
     if len(failed):
-        doc.paragraph("Failed trials: left out of the seed statistics (status ok only); in time-to-target they "
-                      "count as seeds that never reached the target:")
+        kinds = failed["status"].astype(str).value_counts()
+        nulls = (" A diverged trial's loss became NaN or infinite; such values are stored as nulls, never as NaN."
+                 if "diverged" in kinds else "")
+        doc.paragraph(f"Failed trials, left out of every aggregate, table and figure below (only status ok is "
+                      f"aggregated or drawn): {len(failed)} ("
+                      + ", ".join(f"{kinds[k]} {k}" for k in sorted(kinds.index)) + f").{nulls} In "
+                      "time-to-target they count as seeds that never reached the target:")
         shown = failed.sort_values("trial_id").head(MAX_FAILED)
         more = [f"and {len(failed) - MAX_FAILED} more (tables/trials.csv)"] if len(failed) > MAX_FAILED else []
         doc.bullets([f"{r.trial_id} ({r.method}, seed {r.seed}): {r.status}"
                      + (f": {r.error}" if isinstance(r.error, str) and r.error else "")
                      for r in shown.itertuples()] + more)
+
+
+def _failed(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials that diverged or errored."""
+    return trials[trials["status"].astype(str).isin(["error", "diverged"])] if len(trials) else trials
+
+
+def _skipped_section(doc: Document, skipped: list[str]) -> None:
+    if not skipped:
+        return
+    doc.heading("Skipped files")
+    doc.paragraph(f"{len(skipped)} Parquet file(s) of this sweep could not be read (truncated or corrupt) and "
+                  "were skipped: the rows they hold are missing from every table and figure below.")
+    doc.bullets(skipped)
 
 
 def _sampler_constants_note(doc: Document, trials: pd.DataFrame) -> None:
@@ -214,6 +252,11 @@ def _missing(grid: dict[str, dict], running: set[str], not_started: list[str], e
 
 def _figures_section(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path, fmt: str) -> None:
     doc.heading("Figures")
+    failed = _failed(trials)
+    if len(failed):
+        doc.paragraph(f"The figures draw the trials with status ok; the {len(failed)} failed trial(s) listed "
+                      "under Trials by status are left out, except that time to target counts them as seeds "
+                      "that never reached the target.")
     notes: list[str] = []
     folder = out / "figures"
     for spec in FIGURES:

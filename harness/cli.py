@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -24,9 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     from harness.errors import ConfigError
+    from harness.files import WriteError
     from harness.store import SweepFolderError
 
-    user_errors: tuple[type[BaseException], ...] = (ConfigError, SweepFolderError, FileNotFoundError)
+    user_errors: tuple[type[BaseException], ...] = (ConfigError, SweepFolderError, FileNotFoundError, WriteError)
     try:
         if args.command not in ("run", "resume"):
             return args.handler(args) or 0
@@ -283,7 +285,15 @@ def _write_report(sweep_dir: Path, out: str | None, fmt: str, baseline: str | No
     has_parquet = (sweep_dir / "trials").is_dir() or (sweep_dir / "epochs").is_dir()
     if (sweep_dir / store.MANIFEST).exists() or not has_parquet:
         store.open_manifest(sweep_dir)
-    html = build_report(sweep_dir, Path(out) if out else None, fmt=fmt, baseline=chosen)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", store.UnreadableFileWarning)
+        html = build_report(sweep_dir, Path(out) if out else None, fmt=fmt, baseline=chosen)
+    skipped = [str(w.message) for w in caught if issubclass(w.category, store.UnreadableFileWarning)]
+    for line in dict.fromkeys(skipped):  # one line each (a read repeated after a race warns again)
+        print(f"sambench report: {line}", file=sys.stderr)
+    for warning in caught:
+        if not issubclass(warning.category, store.UnreadableFileWarning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     print(f"report: {html}")
     print(f"        {Path(html).with_name('report.md')}")
 

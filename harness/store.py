@@ -24,7 +24,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, get_args, get_type_hints
+from typing import Any, Iterable, Iterator, Mapping, get_args, get_type_hints
 
 import pandas as pd
 import pyarrow as pa
@@ -33,6 +33,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from harness.config import TrialConfig
+from harness.files import WriteError, write_atomically
 from harness.optim import registry
 from harness.optim.registry import lam_text
 from harness.provenance import provenance
@@ -301,8 +302,12 @@ def _trial_files(sweep_dir: Path) -> list[str]:
 @contextmanager
 def _lock(sweep_dir: Path, exclusive: bool, wait: bool = True) -> Iterator[bool]:
     """Writers share the folder; compaction needs it alone (it deletes files it merged)."""
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    with open(sweep_dir / ".store.lock", "a+") as handle:
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(sweep_dir / ".store.lock", "a+")
+    except OSError as err:
+        raise WriteError(f"cannot write into {sweep_dir}: {err.strerror or err}") from err
+    with handle:
         mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
         try:
             fcntl.flock(handle, mode)
@@ -319,28 +324,7 @@ def _write_atomic(table: pa.Table, path: Path, meta: Mapping[str, Any]) -> None:
     """Write beside the target under a dot-name (readers skip it), fsync, rename over."""
     blob = json.dumps({"schema_version": SCHEMA_VERSION, **meta}, default=str).encode()
     table = table.replace_schema_metadata({METADATA_KEY: blob})
-    _replace(path, lambda handle: pq.write_table(table, handle), binary=True)
-
-
-def _replace(path: Path, write: Callable[[Any], None], binary: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    try:  # make the rename itself durable; some file systems cannot, which is fine
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    write_atomically(path, lambda handle: pq.write_table(table, handle), binary=True)
 
 
 def write_spec(sweep_dir: str | Path, spec_text: str, spec_hash: str, manifest: Mapping[str, Any]) -> None:
@@ -352,11 +336,11 @@ def write_spec(sweep_dir: str | Path, spec_text: str, spec_hash: str, manifest: 
                                                 for t in entries):
         raise ValueError("manifest['trials'] must be a list of {'trial_id': ..., 'trial': config}")
     sweep_dir = Path(sweep_dir)
-    _replace(sweep_dir / "spec.yaml", lambda handle: handle.write(spec_text), binary=False)
+    write_atomically(sweep_dir / "spec.yaml", lambda handle: handle.write(spec_text), binary=False)
     body = {"schema_version": SCHEMA_VERSION, "sweep": sweep_dir.name, "spec_hash": spec_hash,
             "written_at": dt.datetime.now(dt.timezone.utc).isoformat(), "manifest": manifest}
     text = json.dumps(body, indent=1, default=_json_scalar)
-    _replace(sweep_dir / MANIFEST, lambda handle: handle.write(text), binary=False)
+    write_atomically(sweep_dir / MANIFEST, lambda handle: handle.write(text), binary=False)
 
 
 def read_manifest(sweep_dir: str | Path) -> dict[str, Any]:
@@ -409,7 +393,7 @@ def write_error_log(sweep_dir: str | Path, trial_id: str, text: str) -> Path:
     """Keep a failed trial's full traceback as ``errors/<trial_id>.txt`` (the trials row
     holds only its last line)."""
     path = Path(sweep_dir) / "errors" / f"{trial_id}.txt"
-    _replace(path, lambda handle: handle.write(text + "\n"), binary=False)
+    write_atomically(path, lambda handle: handle.write(text + "\n"), binary=False)
     return path
 
 
@@ -449,6 +433,9 @@ class UnreadableFileWarning(UserWarning):
     """A Parquet file in a results folder is truncated or corrupt and was skipped."""
 
 
+UNREADABLE = "skipping unreadable Parquet file "  # the start of each UnreadableFileWarning
+
+
 def _read(files: list[str], schema: pa.Schema) -> pa.Table:
     """All files in one scan under the fixed schema (missing columns read as nulls). A
     truncated or corrupt file is skipped with an UnreadableFileWarning naming it; a file
@@ -466,7 +453,7 @@ def _read(files: list[str], schema: pa.Schema) -> pa.Table:
         except FileNotFoundError:
             raise
         except (pa.ArrowInvalid, OSError) as err:
-            warnings.warn(f"skipping unreadable Parquet file {name}: {' '.join(str(err).split())}",
+            warnings.warn(f"{UNREADABLE}{name}: {' '.join(str(err).split())}",
                           UnreadableFileWarning, stacklevel=2)
     return (pa.concat_tables(tables) if tables else schema.empty_table()).replace_schema_metadata(None)
 

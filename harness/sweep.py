@@ -26,6 +26,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from harness import checkpoints, interrupts, store  # noqa: E402
+from harness.files import WriteError, check_writable  # noqa: E402
 from harness.extend import plan_extension, spec_changes  # noqa: E402
 from harness.progress import end_line  # noqa: E402
 from harness.spec import Spec, SpecError  # noqa: E402
@@ -52,9 +53,12 @@ class SweepOptions:
 def run_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = SweepOptions()) -> Path:
     """Run every trial of ``spec``; results land in ``results_root/<spec.name>/``."""
     sweep_dir = Path(results_root).resolve() / spec.name
-    if _already_recorded(sweep_dir, spec):
+    if (sweep_dir / store.MANIFEST).exists():
+        with _sweep_lock(sweep_dir):  # a second driver of this very sweep is told it is running
+            _refuse_unless_recorded(sweep_dir, spec)
         print(f"{sweep_dir} already holds every trial of this spec; nothing to run")
         return sweep_dir
+    check_writable(sweep_dir)  # a folder the results cannot go into is refused before Ray starts
     _join_cluster(spec.resources, options)  # before any file exists: a refusal leaves nothing
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with _sweep_lock(sweep_dir):
@@ -77,20 +81,18 @@ def run_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = Swee
     return sweep_dir
 
 
-def _already_recorded(sweep_dir: Path, spec: Spec) -> bool:
-    """True when the folder holds every trial of this very spec; an error when it holds
-    another spec or an unfinished run of this one (that is what ``resume`` is for)."""
-    if not (sweep_dir / store.MANIFEST).exists():
-        return False
+def _refuse_unless_recorded(sweep_dir: Path, spec: Spec) -> None:
+    """Raise SweepError unless the folder's manifest is of this very spec and every trial
+    is recorded: it holds another spec, or an unfinished run of this one (that is what
+    ``resume`` is for)."""
     manifest = store.open_manifest(sweep_dir)
     if manifest["spec_hash"] != spec.spec_hash:
         changed = ", ".join(path for path, _, _ in spec_changes(store.read_spec(sweep_dir)[0], spec.text))
         raise SweepError(f"{sweep_dir} already holds a sweep with a different spec (changed: {changed}); "
                          "add --extend to add the new trials, or choose another name or results folder")
     done = store.completed_trial_ids(sweep_dir, include_errors=True)
-    if all(t["trial_id"] in done for t in manifest["trials"]):
-        return True
-    raise SweepError(f"{sweep_dir} already exists: continue it with `sambench resume {sweep_dir}`")
+    if not all(t["trial_id"] in done for t in manifest["trials"]):
+        raise SweepError(f"{sweep_dir} already exists: continue it with `sambench resume {sweep_dir}`")
 
 
 def extend_sweep(spec: Spec, results_root: str | Path, options: SweepOptions = SweepOptions()) -> Path:
@@ -180,7 +182,10 @@ def _join_cluster(resources: dict[str, Any], options: SweepOptions) -> None:
 @contextmanager
 def _sweep_lock(sweep_dir: Path) -> Iterator[None]:
     """One driver per sweep folder: a second ``run``/``resume`` of it fails at once."""
-    handle = open(sweep_dir / ".lock", "a+")
+    try:
+        handle = open(sweep_dir / ".lock", "a+")
+    except OSError as err:
+        raise WriteError(f"cannot write into {sweep_dir}: {err.strerror or err}") from err
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -37,18 +37,21 @@ def is_tuning_sweep(sweep_dir: str | Path) -> bool:
 
 def run_tuning(spec: Spec, results_root: str | Path, options: SweepOptions) -> Path:
     """Run every phase of a spec with a ``tune:`` section into ``results_root/<name>/``."""
+    from harness.files import check_writable
     from harness.sweep import SweepError, _join_cluster, _sweep_lock
 
     sweep_dir = Path(results_root).resolve() / spec.name
     if (sweep_dir / store.MANIFEST).exists():
-        manifest = store.read_manifest(sweep_dir)
-        if manifest["spec_hash"] != spec.spec_hash:
-            raise SweepError(f"{sweep_dir} already holds a sweep with a different spec; "
-                             "choose another name or results folder")
-        if not _remaining(sweep_dir, manifest):
-            print(f"{sweep_dir} already holds every trial of this spec; nothing to run")
-            return sweep_dir
-        raise SweepError(f"{sweep_dir} already exists: continue it with `sambench resume {sweep_dir}`")
+        with _sweep_lock(sweep_dir):  # a second driver of this very sweep is told it is running
+            manifest = store.read_manifest(sweep_dir)
+            if manifest["spec_hash"] != spec.spec_hash:
+                raise SweepError(f"{sweep_dir} already holds a sweep with a different spec; "
+                                 "choose another name or results folder")
+            if not _remaining(sweep_dir, manifest):
+                print(f"{sweep_dir} already holds every trial of this spec; nothing to run")
+                return sweep_dir
+            raise SweepError(f"{sweep_dir} already exists: continue it with `sambench resume {sweep_dir}`")
+    check_writable(sweep_dir)  # a folder the results cannot go into is refused before Ray starts
     _join_cluster(spec.resources, options)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with _sweep_lock(sweep_dir):

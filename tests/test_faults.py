@@ -1,8 +1,10 @@
 """Fault injection on CPU with tiny trials: resume trusts only the manifest and sambench's
 own checkpoints (never Tune's pickled state), refuses a planted pickle, never restarts a
 checkpointed trial from scratch; callbacks never raise; SIGINT/SIGTERM end the driver in
-one line with exit 130/143 and a state that resumes exactly once. The repeated 10-kill
-run is benchmarks/reliability.py (too slow for CI)."""
+one line with exit 130/143 and a state that resumes exactly once; a second driver of a
+running sweep is refused. The repeated 10-kill run is benchmarks/reliability.py (too slow
+for CI). Faults inside a running sweep: test_faults_running.py; damaged results and
+failed writes: test_faults_results.py; docs/reliability.md lists them all."""
 
 from __future__ import annotations
 
@@ -190,7 +192,7 @@ def test_a_signal_when_nothing_is_pending_still_says_so(signum, code, tmp_path, 
 
 
 @pytest.mark.timeout(900)
-def test_sigint_mid_sweep_is_one_line_and_resumes_exactly_once(tmp_path):
+def test_sigint_mid_sweep_refuses_a_second_driver_and_resumes_exactly_once(tmp_path, capsys):
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(TINY.format(name="interrupted", epochs=12).replace("width: 16", "width: 64"))
     results = tmp_path / "results"
@@ -203,6 +205,13 @@ def test_sigint_mid_sweep_is_one_line_and_resumes_exactly_once(tmp_path):
     while not list((sweep_dir / "epochs").glob("*.partial.parquet")) if sweep_dir.exists() else True:
         assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()[0]
         time.sleep(0.2)
+    # A second driver of the same sweep, while this one runs, is refused in one line.
+    from harness import cli
+
+    for argv in (["run", str(spec_file), "--results", str(results)], ["resume", str(sweep_dir)]):
+        assert cli.main(argv) == 2
+        assert capsys.readouterr().err == (f"sambench {argv[0]}: error: {sweep_dir.resolve()} is in use by "
+                                           "another sambench run or resume\n")
     driver.send_signal(signal.SIGINT)
     output, _ = driver.communicate(timeout=120)
     assert driver.returncode == 130, output

@@ -19,6 +19,7 @@ import analysis
 from fakes import METHODS, make_results
 from harness import store
 from harness.config import TrialConfig
+from harness.files import WriteError
 from harness.records import RECORD_FIELDS, new_record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -247,8 +248,9 @@ def test_a_failing_file_write_leaves_no_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(pq, "write_table", half_then_fail)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError) as failed:  # an OSError too: callers that catch those still do
         _write(tmp_path / "full", _config(), _records(2))
+    assert str(failed.value).endswith(f".parquet into {tmp_path / 'full' / 'epochs'}: disk full")
     monkeypatch.undo()
     assert [p.name for p in (tmp_path / "full").rglob("*") if p.is_file()] == [".store.lock"]
     assert store.completed_trial_ids(tmp_path / "full") == set()
