@@ -220,7 +220,8 @@ class TrialConfig:
         if synthetic and self.lr_schedule in ("step", "cosine"):
             raise ConfigError("lr_schedule", self.lr_schedule, "constant or decreasing for a synthetic problem")
         if synthetic and self.lam_schedule_unit != "step":
-            raise ConfigError("lam_schedule_unit", self.lam_schedule_unit, "step for a synthetic problem (it has no epochs)")
+            raise ConfigError("lam_schedule_unit", self.lam_schedule_unit,
+                              "step for a synthetic problem (it has no epochs)")
         if synthetic and self.val_fraction:
             raise ConfigError("val_fraction", self.val_fraction,
                               f"0 for a synthetic problem ({self.dataset} has no held-out data)")

@@ -54,8 +54,8 @@ _INFO_TYPES = {"sampler_desc": _STR, "device_used": _STR, "sampler_AB_guaranteed
                "sampler_AB_caveat": _STR, "tf32_used": pa.bool_()}  # every other info column is float64
 SUMMARY_COLUMNS = ("epochs_done", "iterations_done", "grad_evals", "grad_samples", "refresh_samples",
                    "final_train_loss", "final_test_loss", "final_test_acc", "final_val_loss", "final_val_acc",
-                   "best_test_acc", "best_epoch", "final_rel_subopt", "final_lam_max", "final_trace", "final_weight_norm", "time_train", "time_eval", "time_sharpness",
-                   "time_total")
+                   "best_test_acc", "best_epoch", "final_rel_subopt", "final_lam_max", "final_trace",
+                   "final_weight_norm", "time_train", "time_eval", "time_sharpness", "time_total")
 PROVENANCE_COLUMNS = ("git_commit", "git_dirty", "python_version", "torch_version", "ray_version",
                       "sambench_version", "hostname", "cpu_model", "gpu_model")
 
