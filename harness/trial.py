@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -180,24 +180,32 @@ class NetTrial:
         from harness.optim import take_step
 
         model, opt, precision = self.train_model, self.optimizer, self.precision
-        smoothing = self.cfg.label_smoothing
+        smoothing, bn_policy, grad_clip = self.cfg.label_smoothing, self.cfg.bn_policy, self.cfg.grad_clip
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         steps = min(self.steps_per_epoch, self.total_steps - self.step)
         # Only reweighted importance sampling has non-unit weights; the plain mean saves
         # two ops a pass, which is measurable on small models.
         weighted = self.cfg.sampler == "importance" and not self.cfg.paper_compat
+        # The hot loop of small models is bound by per-op overhead, not arithmetic: a step
+        # keeps its predictions and targets, and the accuracy is one comparison per epoch.
+        predictions: list[torch.Tensor] = []
+        labels: list[torch.Tensor] = []
+
+        def run(closure: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, int]:
+            return take_step(opt, closure, self.model, bn_policy, grad_clip)
+
         for _ in range(steps):
             indices, weights = self.sampler.next_batch()
             inputs, targets = self.data.train.get(indices.to(self.device), self.augment_rng)
             inputs = precision.prepare_inputs(inputs)
             if weighted:
                 weights = weights.to(self.device)
-            outputs: list[torch.Tensor] = []
+            passes = 0  # the forward-backward passes this step really ran
 
             def closure() -> torch.Tensor:
+                nonlocal passes
                 with precision.autocast():
                     logits = model(inputs)
                     if weighted:
@@ -205,24 +213,23 @@ class NetTrial:
                                 * weights).mean()
                     else:
                         loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)
-                if not outputs:
-                    outputs.append(logits.detach())
+                if not passes:  # train accuracy counts the predictions at x
+                    predictions.append(logits.detach().argmax(1))
                 precision.backward(loss)
-                calls.append(1)  # the forward-backward passes this step really ran
+                passes += 1
                 return loss
 
-            calls: list[int] = []
-            loss, _ = precision.step(opt, closure, lambda scaled: take_step(
-                opt, scaled, self.model, self.cfg.bn_policy, self.cfg.grad_clip))
-            passes = len(calls)  # fp16: a pass at x that overflowed skips the pass at x + e
+            loss, _ = precision.step(opt, closure, run)  # fp16: a pass at x that overflowed skips the pass at x + e
             if self.scheduler is not None:
                 self.scheduler.step()
             self.step += 1
             self.grad_evals += passes  # forward-backward passes: 2 for SAM, 1 on LookSAM's reuse steps
             self.grad_samples += passes * len(targets)
             loss_sum.add_(loss.detach(), alpha=len(targets))
-            correct += (outputs[0].argmax(1) == targets).sum()
+            labels.append(targets)
             seen += len(targets)
+        correct = ((torch.cat(predictions) == torch.cat(labels)).sum() if labels
+                   else torch.zeros((), device=self.device, dtype=torch.long))
         return loss_sum, correct, seen
 
     def _refresh_importance(self) -> None:

@@ -4,7 +4,8 @@ Each trial runs ``harness.trial`` and reports its records to the driver; its che
 carry the model state *and* every record so far (``harness.checkpoints``), so the driver
 writes Parquet from a checkpoint and remote nodes never touch the results folder.
 Importing this module sets Ray's environment first (no auth token, no usage stats, no
-Tune SIGINT handler: sambench handles signals itself in harness.interrupts).
+Tune SIGINT handler: sambench handles signals itself in harness.interrupts; workers at the
+driver's niceness).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0
+# A local Ray starts its workers at niceness +15 by default: the trials then lose the CPU
+# to any ordinary process (an editor, a test run, a nice-19 job gets 30% against them),
+# while a sequential run in the driver does not. Trials run at the driver's own niceness;
+# a user who wants them lower starts sambench under `nice`.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402

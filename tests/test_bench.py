@@ -84,3 +84,13 @@ def test_the_hessian_measurement_runs_against_the_current_operator(tmp_path):
     failed = pd.read_parquet(folder / "machine.parquet")["failed"].iloc[0]
     assert not failed, failed
     assert set(pd.read_parquet(folder / "ratios.parquet")["item"]) == {8}
+
+
+def test_runner_item_runs_for_real_at_tiny_size(tmp_path):
+    """Item 3 measures the trainer's hot loop against a bare loop doing the same work: it
+    must run and form one headline per optimizer (never a speed assertion)."""
+    folder = run_suite("tiny", "cpu", tmp_path / "out", only=("runner",), log=lambda _: None)
+    assert pd.read_parquet(folder / "machine.parquet")["failed"].iloc[0] is None
+    ratios = pd.read_parquet(folder / "ratios.parquet")
+    assert set(zip(ratios["side"], ratios["reference"])) == {("trial runner", "bare loop")}
+    assert len(ratios) == 2 and ratios["ratio_median"].gt(0).all()  # sgd and sam

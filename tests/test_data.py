@@ -297,3 +297,22 @@ def test_get_augments_only_when_asked_and_needs_a_generator():
     assert not torch.equal(augmented.get(idx, torch.Generator().manual_seed(0))[0], augmented.clean(idx)[0])
     with pytest.raises(ValueError, match="Generator"):
         augmented.get(idx)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_split_normalised_once_gives_the_per_batch_values_bit_for_bit(augment):
+    """Without augmentation a batch comes from a copy normalised once; it must equal the
+    per-batch transform of the stored values exactly. With augmentation no copy is kept."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8, generator=generator)
+    transform = BatchTransform(CPU, mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3], scale=1 / 255, augment=augment)
+    split = TensorTrainSet(x, torch.arange(50) % 10, transform)
+    indices = torch.randperm(50, generator=generator)[:17]
+    expected = transform.normalise(x[indices])
+    assert torch.equal(split.clean(indices)[0], expected)
+    assert torch.equal(torch.cat([b for b, _ in split.batches(16)]), transform.normalise(x))
+    if augment:
+        assert split.normalised() is None
+    else:
+        assert torch.equal(split.get(indices)[0], expected) and split.normalised() is not None
+        assert torch.equal(split.get(indices)[1], split.y[indices])

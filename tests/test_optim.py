@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from harness.config import ConfigError
 from harness.optim import OPTIMIZERS, UnifiedSAM, build_optimizer, lam_at
+from harness.optim.base import scaled_into
 
 SGD_KWARGS = dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
 EPS = 1e-12
@@ -379,3 +380,36 @@ def test_multiple_groups_share_one_global_norm() -> None:
 
     reference(ref, data, first_layer_only)
     assert_same_params(ours, ref)
+
+
+def test_ascent_point_is_the_formula_bit_for_bit_in_float32() -> None:
+    """x + e is computed without a temporary (``scaled_into``); it must still be exactly
+    x + fl(g * scale), the products and sum the formula gives, on float32 weights."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(shape)) for shape in ((64, 3, 3, 3), (64,), (10, 512), (10,))]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    grads = [p.grad.clone() for p in params]
+    x = [p.detach().clone() for p in params]
+    opt = UnifiedSAM(params, rho=0.05, lam=0.7, lr=0.1)
+    opt.first_step(zero_grad=False)
+    norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+    scale = 0.05 * (1.0 - 0.7 + 0.7 / (norm + EPS))
+    for p, x0, g in zip(params, x, grads):
+        assert torch.equal(p.detach(), x0 + g * scale)
+    opt.second_step()
+    params[0].grad = torch.randn_like(params[0])  # a second step reuses the spare buffers
+    before = params[0].detach().clone()
+    opt.first_step(zero_grad=False)
+    scale = 0.05 * (1.0 - 0.7 + 0.7 / (params[0].grad.norm() + EPS))
+    assert torch.equal(params[0].detach(), before + params[0].grad * scale)
+    opt.second_step()
+
+
+def test_scaled_into_matches_foreach_mul() -> None:
+    torch.manual_seed(0)
+    tensors = [torch.randn(7, 5), torch.randn(3), torch.randn(2, 2, 2, dtype=torch.float64)]
+    scale = torch.tensor(0.37)
+    out = [torch.empty_like(t) for t in tensors]
+    scaled_into(out, tensors, scale)
+    assert all(torch.equal(o, r) and o.dtype == r.dtype for o, r in zip(out, torch._foreach_mul(tensors, scale)))

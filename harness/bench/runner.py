@@ -1,6 +1,8 @@
 """Item 3: the trial runner against a bare, hand-written loop doing the same work: the
-same model, data in memory, reshuffled minibatches, optimizer, and one test evaluation
-at the end (the runner's timing, records and checkpoints are its overhead).
+same model, data in memory, reshuffled minibatches, optimizer, and the same results: the
+training loss and accuracy of every epoch (the runner records both) and one test
+evaluation, loss and accuracy, at the end. The runner's timing, records and checkpoints
+are its overhead.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ def runner(cfg: TrialConfig) -> None:
         pass
 
 
-def bare(cfg: TrialConfig) -> None:
-    """The loop a user would write by hand: randperm, index, forward, backward, step."""
+def bare(cfg: TrialConfig) -> dict[str, float]:
+    """The loop a user would write by hand: randperm, index, forward, backward, step,
+    summing the loss and the correct predictions as it goes."""
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
     data = load_classification(cfg, device)
@@ -33,21 +36,34 @@ def bare(cfg: TrialConfig) -> None:
     opt = build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           rho=cfg.rho, lam=cfg.lam, model=model)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    result: dict[str, float] = {}
     for _ in range(cfg.epochs):
         model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
         for batch in torch.randperm(data.n_train, generator=generator, device=device).split(cfg.batch_size):
             x, y = inputs[batch], targets[batch]
+            first: list[torch.Tensor] = []
 
             def closure() -> torch.Tensor:
-                loss = F.cross_entropy(model(x), y)
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
                 loss.backward()
+                first.append(logits.detach())
                 return loss
 
-            opt.step(closure)
+            loss = opt.step(closure)
+            loss_sum += loss.detach() * len(y)
+            correct += (first[0].argmax(1) == y).sum()
+        result.update(train_loss=loss_sum.item() / data.n_train, train_acc=correct.item() / data.n_train)
     model.eval()
+    loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
     with torch.no_grad():
         for x, y in data.test_batches(1024):
-            F.cross_entropy(model(x), y)
+            logits = model(x)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+    return result | dict(test_loss=loss_sum.item() / data.n_test, test_acc=correct.item() / data.n_test)
 
 
 def run(ctx: Context) -> list[Measurement]:

@@ -87,7 +87,7 @@ def run(ctx: Context) -> list[Measurement]:
     out = []
     for name, width, size in cases:
         sides = step_sides(ctx, name, width, size)
-        values = alternate(ctx, sides, repeats=ctx.pick(2, 5, 20), warmup=ctx.pick(1, 2, 5))
+        values = alternate(ctx, sides, repeats=ctx.pick(2, 5, 20), warmup=ctx.pick(1, 1, 5))
         label = f"{name}{'' if width is None else f' width {width}'}, batch {size}"
-        out.append(Measurement(ITEM, NAME, label, values, HEADLINES, warmup=ctx.pick(1, 2, 5)))
+        out.append(Measurement(ITEM, NAME, label, values, HEADLINES, warmup=ctx.pick(1, 1, 5)))
     return out

@@ -49,6 +49,24 @@ def dot(a: Tensors, b: Tensors) -> torch.Tensor:
     return torch.stack([(x * y).sum() for x, y in zip(a, b)]).sum()
 
 
+def scaled_into(out: Tensors, tensors: Tensors, scale: torch.Tensor | float) -> None:
+    """out[i] = tensors[i] * scale, with no temporary: the same products, bit for bit, as
+    ``torch._foreach_mul(tensors, scale)``.
+
+    foreach ops have no ``out=``: scaling into a temporary and then copying x and adding
+    costs a model-sized allocation and one more pass over memory, which on CPU is memory
+    bound (ResNet-18's ascent: 29 ms against 21 ms, one thread). One multiply per tensor
+    into ``out`` reads and writes each element once. On an accelerator, where kernel
+    launches cost more than a pass over memory, two multi-tensor kernels (copy, then scale
+    in place) do it instead."""
+    if tensors and tensors[0].device.type == "cpu":
+        for o, t in zip(out, tensors):
+            torch.mul(t, scale, out=o)
+    else:
+        torch._foreach_copy_(out, tensors)
+        torch._foreach_mul_(out, scale)
+
+
 @contextlib.contextmanager
 def running_stats_kept(model: torch.nn.Module | None, policy: str = "clean") -> Iterator[None]:
     """Around a forward pass at x + e: with policy "clean", the BatchNorm running statistics
@@ -245,10 +263,9 @@ class TwoPassSAM(torch.optim.Optimizer):
                 continue
             lam = lam_at(group["lam"], self._lam_tick(self.t))
             scale = self.rho_at(group) * (1.0 - lam + lam / (norm + self.eps))
-            steps = torch._foreach_mul(self.to_weights(ps, d), scale)
             moved = [self._buffer(p) for p in ps]
-            torch._foreach_copy_(moved, ps)
-            torch._foreach_add_(moved, steps)
+            scaled_into(moved, self.to_weights(ps, d), scale)  # e, written into the spare buffers
+            torch._foreach_add_(moved, ps)                     # x + e (the same sum as x + e)
             for p, x_plus_e in zip(ps, moved):
                 self._restore.append((p, p.data))
                 p.data = x_plus_e
