@@ -74,7 +74,7 @@ class StoreCallback(Callback):
     @never_raise
     def on_trial_result(self, iteration, trials, trial, result, **info):
         tid = self.item(trial)["trial_id"]
-        self.concurrency.setdefault(tid, []).append(running_beside(trials, result.get("node")))
+        self.concurrency.setdefault(tid, []).append(running_beside(trials, trial, result.get("node")))
         if result.get("new_records"):
             self.progress.result(tid, result["new_records"][-1])
         if result.get("new_records") and "done_records" not in result:
@@ -119,12 +119,13 @@ class StoreCallback(Callback):
         self.progress.finished(tid, row)
 
 
-def running_beside(trials: list[Any], node: str | None) -> int:
-    """How many trials (this one included) were running on the Ray node of a result when it
-    arrived: timings taken beside different numbers of trials are not comparable. A trial
-    that has not reported yet counts where it is, which the driver does not know: on every node."""
-    return sum(1 for t in trials if t.status == "RUNNING"
-               and (t.last_result or {}).get("node", node) == node)
+def running_beside(trials: list[Any], trial: Any, node: str | None) -> int:
+    """How many trials (``trial`` included) were running on the Ray node of its result when
+    it arrived: timings taken beside different numbers of trials are not comparable. A
+    trial counts once it has reported from that node (the driver learns where a trial runs
+    from its results)."""
+    return 1 + sum(1 for t in trials if t is not trial and t.status == "RUNNING"
+                   and node is not None and (t.last_result or {}).get("node") == node)
 
 
 def drop_checkpoints(checkpoint: Any) -> None:

@@ -160,8 +160,9 @@ def test_the_same_sweep_twice_gives_identical_tables(tmp_path, local_ray):
     spec = parse_spec(TINY.format(name="twice", width=16, epochs=2, seeds=[0, 1]))
     first, second = (run_sweep(spec, tmp_path / root, SweepOptions(quiet=True)) for root in ("a", "b"))
     timing = ["time_train", "time_eval", "time_sharpness", "time_total"]
-    # Timing, the commit stamp, where it ran and the software/hardware facts differ by design.
-    elsewhere = [*timing, "finished_at", "node", *store.PROVENANCE_COLUMNS]
+    # Timing, the commit stamp, where and beside how many other trials it ran, and the
+    # software/hardware facts differ by design.
+    elsewhere = [*timing, "finished_at", "node", "concurrency", *store.PROVENANCE_COLUMNS]
     epochs = [store.read_epochs(d).drop(columns=timing + ["finished_at"]).sort_values(["trial_id", "iteration"])
               .reset_index(drop=True) for d in (first, second)]
     assert len(epochs[0]) == 2 * 2

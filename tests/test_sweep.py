@@ -181,3 +181,17 @@ def test_two_sweeps_into_one_root_at_once(tmp_path):
         assert proc.returncode == 0, output
     for name in ("left", "right"):
         _check_exactly_once(results / name, n_trials=4, epochs=2)
+
+
+def test_concurrency_counts_running_trials_on_the_same_node():
+    from types import SimpleNamespace as Trial
+
+    from harness.tune_callbacks import running_beside
+
+    me = Trial(status="RUNNING", last_result={"node": "h/a"})
+    trials = [me, Trial(status="RUNNING", last_result={"node": "h/a"}),
+              Trial(status="RUNNING", last_result={"node": "h/b"}),      # another node
+              Trial(status="TERMINATED", last_result={"node": "h/a"}),   # finished
+              Trial(status="RUNNING", last_result={})]                   # not reported yet: node unknown
+    assert running_beside(trials, me, "h/a") == 2
+    assert running_beside([me], me, "h/a") == 1 and running_beside(trials, me, None) == 1
