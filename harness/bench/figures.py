@@ -21,7 +21,7 @@ def draw_ratios(ratios: pd.DataFrame, machine: pd.Series, path: Path) -> None:
     style.apply_theme()
     labels = [f"[{r.item}] {r.case}\n{r.side} / {r.reference}" if r.ratio_of == "side / reference"
               else f"[{r.item}] {r.case}\n{r.reference} / {r.side}" for r in ratios.itertuples()]
-    fig, ax = plt.subplots(figsize=(9, 0.55 * len(ratios) + 1.6))
+    fig, ax = plt.subplots(figsize=(11, 0.55 * len(ratios) + 1.6))
     for y, r in enumerate(ratios.itertuples()):
         color = REPORTED if pd.isna(r.goal) else MET if r.goal_met else MISSED
         ax.plot([r.ratio_q25, r.ratio_q75], [y, y], color=color, lw=3, alpha=0.5, solid_capstyle="butt")
@@ -32,9 +32,10 @@ def draw_ratios(ratios: pd.DataFrame, machine: pd.Series, path: Path) -> None:
             ax.plot(r.goal, y, marker="|", ms=14, mew=2, color="black")
     ax.axvline(1.0, color="black", lw=0.8, ls=":")
     ax.set_xscale("log")
+    ax.margins(x=0.12)  # room for the value written right of the largest ratio
     ax.set_yticks(range(len(ratios)), labels, fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("ratio (median per repeat; bar: interquartile range; |: goal)")
+    ax.set_xlabel("ratio, log scale\n(dot: median per repeat; bar: interquartile range; |: goal)", fontsize=9)
     gpu = machine.get("gpu_name")
     where = f"{gpu}" if isinstance(gpu, str) and gpu else f"{machine['cpu_model']}, {machine['cores']} cores"
     ax.set_title(f"sambench bench ({machine['size']}): {where}, torch {machine['torch_version']}\n"
