@@ -28,6 +28,10 @@ class ConfigError(ValueError):
         return (type(self), (self.field, self.value, self.allowed))
 
 
+class SpecError(ConfigError):
+    """A mistake in a spec or an override; ``field`` is the path in the spec."""
+
+
 def is_number(value: Any) -> bool:
     """A finite int or float that is not a bool (YAML's true is no number)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

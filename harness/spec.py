@@ -54,9 +54,11 @@ not change the hash and a different override does. Every mistake raises ``SpecEr
 line naming the path in the spec (``grid.blocks[1].lam[2]``), the bad value and what is
 allowed.
 
-YAML is read by ``load_yaml``: a safe loader that refuses duplicate keys and reads ``1e-3``
-as a float (PyYAML's YAML 1.1 rules would make it a string). ``apply_overrides`` gives
-``sambench train`` the same ``--set`` for a single trial's mapping.
+YAML is read by ``load_yaml`` (harness.spec_yaml): a safe loader that refuses duplicate
+keys and anchor bombs and reads ``1e-3`` as a float (PyYAML's YAML 1.1 rules would make it
+a string). The keys, the split of the top level and the overrides live in
+harness.spec_doc; ``apply_overrides`` gives ``sambench train`` the same ``--set`` for a
+single trial's mapping.
 """
 
 from __future__ import annotations
@@ -64,38 +66,23 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
-
 from harness.config import ConfigError, TrialConfig, is_number
-from harness.tune_spec import TuneSection, check_trackers, drop_key, parse_tune
-from harness.errors import did_you_mean
+from harness.errors import SpecError, did_you_mean
+# The document's keys and --set overrides (spec_doc), and safe YAML (spec_yaml); their
+# public names are part of this module's API too.
+from harness.spec_doc import (GRID_KEY_ALLOWED, SCALAR, SPEC_KEYS, TRIAL_KEYS, apply_override,  # noqa: F401
+                              apply_overrides, split_doc)
+from harness.spec_yaml import dump_yaml, load_yaml
+from harness.tune_spec import TuneSection, check_trackers, parse_tune
 
-SPEC_KEYS = ("name", "grid", "resources", "max_failures", "max_concurrent", "description", "tune", "trackers")
-TRIAL_KEYS = tuple(f.name for f in fields(TrialConfig))
-SHARPNESS_KEYS = ("every", "samples", "method", "trace")
 RESOURCE_DEFAULTS = {"cpu": 1.0, "gpu": 0.0}
 MAX_YAML_BYTES = 4 * 2**20      # a spec is a few KiB; refuse what is clearly no spec
-MAX_YAML_NODES = 100_000        # values after expanding anchors: refuses "billion laughs" at once
-_TOP_KEYS = SPEC_KEYS + ("sharpness",) + TRIAL_KEYS
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _NAME_ALLOWED = "letters, digits, '.', '_' or '-', starting with a letter or digit (it names the results folder)"
-_TOP_ALLOWED = ", ".join(SPEC_KEYS) + ", sharpness or a trial config key: " + ", ".join(TRIAL_KEYS)
-_GRID_KEY_ALLOWED = "a trial config key: " + ", ".join(TRIAL_KEYS)
-_SET_ALLOWED = "sharpness.KEY, tune.KEY, grid.KEY, grid.blocks, resources.KEY or a key " + _TOP_ALLOWED
-_DOTTED_ALLOWED = {
-    "grid": "grid.blocks or grid.KEY with KEY " + _GRID_KEY_ALLOWED,
-    "sharpness": "sharpness.KEY with KEY one of " + ", ".join(SHARPNESS_KEYS),
-    "resources": "resources.cpu or resources.gpu",
-}
-_Scalar = (str, int, float, bool, type(None))
-
-
-class SpecError(ConfigError):
-    """A mistake in a spec or an override; ``field`` is the path in the spec."""
 
 
 @dataclass(frozen=True)
@@ -159,9 +146,9 @@ def read_text(path: str | Path, field: str) -> str:
 
 def parse_spec(text: str, overrides: Sequence[str] = (), source: str = "<spec>") -> Spec:
     """Like ``load_spec`` for YAML text; ``source`` names it in syntax errors."""
-    doc = _split(load_yaml(text, source))
+    doc = split_doc(load_yaml(text, source))
     for item in overrides:
-        _apply_override(doc, item)
+        apply_override(doc, item)
     _check(doc)
     try:
         tuning = parse_tune(doc["tune"], doc["shared"]) if doc["tune"] is not None else None
@@ -193,217 +180,6 @@ def _trackers(raw: Any) -> tuple[str, ...]:
         raise SpecError(err.field, err.value, err.allowed) from None
 
 
-def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``key=value`` overrides to one trial's mapping (``sambench train``): flat trial
-    keys, or ``sharpness.KEY``; the ``sharpness`` sugar is flattened first so an override
-    always wins. Key names are left for ``TrialConfig.from_dict`` to check."""
-    flat = {key: value for key, value in raw.items() if key != "sharpness"}
-    if "sharpness" in raw:
-        for sub, value in _sharpness_items(raw["sharpness"], "sharpness"):
-            if f"sharpness_{sub}" in flat:
-                raise SpecError(f"sharpness.{sub}", value, f"one value per key (sharpness_{sub} is already set)")
-            flat[f"sharpness_{sub}"] = value
-    for item in overrides:
-        key, value = _split_override(item)
-        head, _, rest = key.partition(".")
-        if head == "sharpness" and rest in SHARPNESS_KEYS:
-            key = f"sharpness_{rest}"
-        elif rest:
-            raise SpecError(f"--set {key}", value, "a trial config key or sharpness.KEY")
-        flat[key] = value
-    return flat
-
-
-# -- YAML ----------------------------------------------------------------------------------
-# PyYAML follows YAML 1.1, where 1e-3 and 5e-4 are strings; accept them as floats (YAML 1.2),
-# and make the dumper quote strings that look like them so canonical text round-trips.
-_FLOAT_E = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe loader that rejects duplicate keys (PyYAML silently keeps the last one)."""
-
-    source = "<spec>"
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-            except TypeError:  # unhashable key: the base class reports it
-                continue
-            if duplicate:
-                raise SpecError(f"{self.source} line {key_node.start_mark.line + 1}", key, "each key once per mapping")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-    def compose_document(self) -> yaml.Node:
-        """Refuse a document whose anchors expand to more than MAX_YAML_NODES values before
-        anything is built from it: aliases cost nothing to parse, but every later walk of
-        the data (checks, error messages, hashing) would expand them."""
-        node = super().compose_document()
-        sizes: dict[int, int] = {}
-
-        def size(n: yaml.Node) -> int:
-            if id(n) not in sizes:
-                sizes[id(n)] = 0  # a recursive alias counts once (then refused as a mapping cycle)
-                if isinstance(n, yaml.SequenceNode):
-                    total = 1 + sum(size(child) for child in n.value)
-                elif isinstance(n, yaml.MappingNode):
-                    total = 1 + sum(size(k) + size(v) for k, v in n.value)
-                else:
-                    total = 1
-                sizes[id(n)] = min(total, MAX_YAML_NODES + 1)
-            return sizes[id(n)]
-
-        if node is not None and size(node) > MAX_YAML_NODES:
-            raise SpecError(self.source, "<anchors and aliases>",
-                            f"a document of at most {MAX_YAML_NODES} values once anchors are expanded")
-        return node
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-for _cls in (_Loader, _Dumper):
-    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_E, list("-+.0123456789"))
-
-
-def load_yaml(text: str, source: str = "<yaml>") -> Any:
-    """Safe-load YAML with 1e-3 read as a float and duplicate keys refused; a syntax error
-    becomes a one-line SpecError naming ``source`` and the line."""
-    loader = _Loader(text)
-    loader.source = source
-    try:
-        return loader.get_single_data()
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        lines = text.splitlines()
-        line = lines[mark.line].strip() if mark is not None and mark.line < len(lines) else ""
-        where = f"{source} line {mark.line + 1}" if mark is not None else source
-        raise SpecError(where, line, f"valid YAML ({' '.join(str(err.problem).split())})") from None
-    except yaml.YAMLError as err:
-        raise SpecError(source, "", f"valid YAML ({' '.join(str(err).split())})") from None
-    finally:
-        loader.dispose()
-
-
-# -- structure -----------------------------------------------------------------------------
-def _split(raw: Any) -> dict[str, Any]:
-    """Sort the top level into spec keys, shared trial settings and the grid's two parts."""
-    if not isinstance(raw, Mapping):
-        raise SpecError("spec", raw, "a YAML mapping of spec keys and trial config keys")
-    doc: dict[str, Any] = {
-        "name": None, "description": None, "shared": {}, "axes": {}, "blocks": None,
-        "resources": {}, "max_failures": 0, "max_concurrent": None, "tune": None, "trackers": None,
-    }
-    for key, value in raw.items():
-        if key == "grid":
-            doc["axes"], doc["blocks"] = _split_grid(value, "grid")
-        elif key in SPEC_KEYS:
-            doc[key] = value
-        elif key == "sharpness":
-            for sub, sub_value in _sharpness_items(value, "sharpness"):
-                _set_shared(doc, f"sharpness_{sub}", sub_value, f"sharpness.{sub}")
-        elif key in TRIAL_KEYS:
-            _set_shared(doc, key, value, key)
-        else:
-            raise SpecError(str(key), value, _TOP_ALLOWED + did_you_mean(key, _TOP_KEYS))
-    return doc
-
-
-def _split_grid(value: Any, path: str) -> tuple[dict[str, Any], Any]:
-    if value is None:
-        return {}, None
-    if isinstance(value, list):
-        return {}, value
-    if isinstance(value, Mapping):
-        axes = {key: axis for key, axis in value.items() if key != "blocks"}
-        return axes, value.get("blocks")
-    raise SpecError(path, value, "a mapping of trial keys to lists (optionally with blocks), or a list of blocks")
-
-
-def _sharpness_items(value: Any, path: str) -> list[tuple[str, Any]]:
-    if not isinstance(value, Mapping):
-        raise SpecError(path, value, "a mapping with keys " + ", ".join(SHARPNESS_KEYS))
-    for sub in value:
-        if sub not in SHARPNESS_KEYS:
-            raise SpecError(f"{path}.{sub}", value[sub], "keys " + ", ".join(SHARPNESS_KEYS))
-    return list(value.items())
-
-
-def _set_shared(doc: dict[str, Any], key: str, value: Any, path: str) -> None:
-    if key in doc["shared"]:
-        raise SpecError(path, value, f"one value per key ({key} is already set)")
-    doc["shared"][key] = value
-
-
-def _split_override(item: str) -> tuple[str, Any]:
-    key, sep, text = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise SpecError("--set", item, "key=value, e.g. epochs=1, sharpness.every=2, grid.seed=[0,1]")
-    try:
-        return key, load_yaml(text, f"--set {key}")
-    except SpecError:
-        raise SpecError(f"--set {key}", text, "a YAML value, e.g. 0.1, sgd, '1/t', [0, 1]") from None
-
-
-def _apply_override(doc: dict[str, Any], item: str) -> None:
-    """Apply one ``key=value``; see the module docstring for the rules."""
-    key, value = _split_override(item)
-    head, _, rest = key.partition(".")
-    if not rest and head == "grid":
-        doc["axes"], doc["blocks"] = _split_grid(value, "--set grid")
-    elif not rest and head in SPEC_KEYS:
-        doc[head] = value
-    elif not rest and head == "sharpness":
-        for sub, sub_value in _sharpness_items(value, "--set sharpness"):
-            _pin(doc, f"sharpness_{sub}", sub_value, key)
-    elif not rest and head in TRIAL_KEYS:
-        _pin(doc, head, value, key)
-    elif head == "sharpness" and rest in SHARPNESS_KEYS:
-        _pin(doc, f"sharpness_{rest}", value, key)
-    elif head == "resources" and "." not in rest:
-        if not isinstance(doc["resources"], Mapping):
-            raise SpecError("resources", doc["resources"], "a mapping with keys cpu, gpu")
-        doc["resources"] = {**doc["resources"], rest: value}
-    elif head == "tune" and rest and "." not in rest:  # tune.budget=2, tune.final_seeds=[0]
-        doc["tune"] = {**(doc["tune"] if isinstance(doc["tune"], Mapping) else {}), rest: value}
-    elif head == "grid" and rest == "blocks":
-        doc["blocks"] = value
-    elif head == "grid" and rest in TRIAL_KEYS:
-        _drop_everywhere(doc, rest)
-        doc["axes"][rest] = value
-    elif head in _DOTTED_ALLOWED:
-        raise SpecError(f"--set {key}", value, _DOTTED_ALLOWED[head])
-    else:
-        raise SpecError(f"--set {key}", value, _SET_ALLOWED + did_you_mean(key, _TOP_KEYS))
-
-
-def _pin(doc: dict[str, Any], key: str, value: Any, label: str) -> None:
-    if not isinstance(value, _Scalar):
-        raise SpecError(f"--set {label}", value, f"a single value (use grid.{key}=[...] to sweep it)")
-    _drop_everywhere(doc, key)
-    doc["shared"][key] = value
-
-
-def _drop_everywhere(doc: dict[str, Any], key: str) -> None:
-    doc["shared"].pop(key, None)
-    doc["axes"].pop(key, None)
-    doc["tune"] = drop_key(doc["tune"], key)
-    if isinstance(doc["blocks"], list):
-        doc["blocks"] = [
-            {k: v for k, v in block.items() if k != key} if isinstance(block, Mapping) else block
-            for block in doc["blocks"]
-        ]
-
-
 # -- checks --------------------------------------------------------------------------------
 def _check(doc: dict[str, Any]) -> None:
     """Check the spec keys and the grid's shape; trial values are checked by TrialConfig."""
@@ -419,11 +195,11 @@ def _check(doc: dict[str, Any]) -> None:
     doc["resources"] = _check_resources(doc["resources"])
 
     for key, value in doc["shared"].items():
-        if not isinstance(value, _Scalar):
+        if not isinstance(value, SCALAR):
             raise SpecError(key, value, f"a single value (lists go under grid.{key})")
     for key, values in doc["axes"].items():
         if key not in TRIAL_KEYS:
-            raise SpecError(f"grid.{key}", values, _GRID_KEY_ALLOWED + did_you_mean(key, TRIAL_KEYS))
+            raise SpecError(f"grid.{key}", values, GRID_KEY_ALLOWED + did_you_mean(key, TRIAL_KEYS))
         if not isinstance(values, list):
             raise SpecError(f"grid.{key}", values, "a non-empty list (put single values at top level)")
         _check_axis(values, f"grid.{key}")
@@ -440,10 +216,10 @@ def _check(doc: dict[str, Any]) -> None:
             raise SpecError(path, block, "a mapping of trial keys to values or lists")
         for key, value in block.items():
             if key not in TRIAL_KEYS:
-                raise SpecError(f"{path}.{key}", value, _GRID_KEY_ALLOWED + did_you_mean(key, TRIAL_KEYS))
+                raise SpecError(f"{path}.{key}", value, GRID_KEY_ALLOWED + did_you_mean(key, TRIAL_KEYS))
             if isinstance(value, list):
                 _check_axis(value, f"{path}.{key}")
-            elif not isinstance(value, _Scalar):
+            elif not isinstance(value, SCALAR):
                 raise SpecError(f"{path}.{key}", value, "a single value or a non-empty list")
             _check_once(doc, key, f"{path}.{key}", value, in_block=True)
 
@@ -469,7 +245,7 @@ def _check_axis(values: list[Any], path: str) -> None:
     if not values:
         raise SpecError(path, values, "a non-empty list")
     for i, value in enumerate(values):
-        if not isinstance(value, _Scalar):
+        if not isinstance(value, SCALAR):
             raise SpecError(f"{path}[{i}]", value, "a single value (no nested lists or mappings)")
         for j in range(i):
             if _distinct(values[j]) == _distinct(value):
@@ -574,7 +350,7 @@ def _dump(doc: dict[str, Any]) -> str:
     out["resources"] = doc["resources"]
     out["max_failures"] = doc["max_failures"]
     out["max_concurrent"] = doc["max_concurrent"]
-    return yaml.dump(out, Dumper=_Dumper, sort_keys=False, default_flow_style=None, allow_unicode=True, width=1000)
+    return dump_yaml(out)
 
 
 def _cell(value: Any) -> str:
