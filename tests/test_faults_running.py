@@ -35,9 +35,9 @@ max_failures: 1
 """
 
 
-def _long(name: str) -> str:
+def _long(name: str, epochs: int = 8) -> str:
     """Two trials long enough to be caught running with a checkpoint, retried once."""
-    return TINY.format(name=name, width=64, epochs=8, seeds=[0, 1])
+    return TINY.format(name=name, width=64, epochs=epochs, seeds=[0, 1])
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,9 @@ def test_a_node_removed_mid_sweep_has_its_trial_rescheduled(tmp_path, monkeypatc
     worker = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     head = cluster.head_node.node_id[:8]
-    spec = parse_spec(_long("node-lost"))
+    # Removing a node takes a while: 30 epochs keep its trial running well past the moment
+    # it is caught with a checkpoint (with 8 it sometimes finished first).
+    spec = parse_spec(_long("node-lost", epochs=30))
     ids = [store.config_id(spec.name, cfg) for cfg in spec.trials]
     sweep_dir, seen = tmp_path / spec.name, {}
     watcher = _when_checkpointed(sweep_dir / "tune", ids, lambda: cluster.remove_node(worker, allow_graceful=False),
@@ -205,5 +207,5 @@ def test_a_node_removed_mid_sweep_has_its_trial_rescheduled(tmp_path, monkeypatc
     trials = store.read_trials(sweep_dir).set_index("trial_id")
     assert trials["attempts"].to_dict() == {tid: 2 if tid in seen else 1 for tid in ids}
     assert all(str(node).endswith(head) for node in trials["node"]), trials["node"]
-    _check_complete(sweep_dir, ids, epochs=8)
+    _check_complete(sweep_dir, ids, epochs=30)
     _continued(sweep_dir, seen)
